@@ -1,0 +1,113 @@
+"""Command line: ``meanfield-sim run`` and ``meanfield-sim info``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from . import config as config_mod
+
+
+@click.group()
+@click.version_option(__version__, prog_name="meanfield-sim")
+def main():
+    """Mean-field two-layer networks and softmax toy flows, integrated and written to HDF5.
+
+    \b
+    Example:
+      meanfield-sim run runs/section5_1_relu.toml -o section5_1.h5
+      meanfield-sim info section5_1.h5
+    """
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG.toml", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="HDF5 file to write [default: CONFIG's name with .h5, in the current folder]")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config value (TOML syntax), e.g. --set model.width=500. Repeatable.")
+@click.option("--seed", type=int, help="Same as --set run.seed=N.")
+@click.option("--replicas", type=int, help="Same as --set run.replicas=R.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def run(config_path, output, overrides, seed, replicas, force, quiet):
+    """Integrate the run described by CONFIG.toml and write its trajectory to an HDF5 file.
+
+    \b
+    Example:
+      meanfield-sim run runs/section5_1_relu.toml -o out.h5 --set model.width=200 --replicas 4
+    """
+    from .runner import run as run_simulation
+
+    overrides = list(overrides)
+    if seed is not None:
+        overrides.append(f"run.seed={seed}")
+    if replicas is not None:
+        overrides.append(f"run.replicas={replicas}")
+    try:
+        cfg = config_mod.load(config_path, overrides)
+    except config_mod.ConfigError as exc:
+        raise click.UsageError(f"{config_path}: {exc}") from None
+    out = Path(output) if output else Path(Path(config_path).stem + ".h5")
+    if out.exists() and not force:
+        raise click.UsageError(f"output file {str(out)!r} exists; pass --force to overwrite it "
+                               "or -o to choose another")
+    if not out.parent.exists():
+        raise click.UsageError(f"output folder {str(out.parent)!r} does not exist")
+
+    show = not quiet and sys.stderr.isatty()
+    bar = None
+    if show:
+        t_end = cfg["run"]["t_end"]
+        bar = click.progressbar(length=1000, label="t", file=sys.stderr, show_eta=False,
+                                show_percent=False, item_show_func=lambda s: s)
+        bar.__enter__()
+
+    def progress(t, t_end, risk):
+        if bar is not None:
+            done = int(1000 * np.log1p(t) / np.log1p(t_end))
+            bar.update(done - bar.pos, f"t = {t:.4g} / {t_end:.4g}  risk = {np.mean(risk):.4g}")
+
+    try:
+        result = run_simulation(cfg, out, progress=progress)
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted; {out} holds the records so far, marked "
+                                   "'interrupted'") from None
+    except Exception as exc:  # noqa: BLE001 - report any failure with the file's state
+        raise click.ClickException(f"run failed: {exc} ({out} is marked 'failed')") from None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if not quiet:
+        click.echo(f"wrote {out}: t = {result.t:.6g} in {result.steps} steps, "
+                   f"{result.grad_evals} gradient evaluations, {result.wall_seconds:.2f} s; "
+                   f"final risk {_summary(result.risk)}, margin {_summary(result.margin)}")
+
+
+def _summary(values: np.ndarray) -> str:
+    values = np.asarray(values)
+    if values.size == 1:
+        return f"{values.item():.6g}"
+    return f"{values.mean():.6g} (mean of {values.size} replicas, min {values.min():.6g})"
+
+
+@main.command()
+@click.argument("path", metavar="OUT.h5", type=click.Path(exists=True, dir_okay=False))
+def info(path):
+    """Describe a run file: its status, contents and final figures."""
+    from .io.reader import describe
+
+    try:
+        click.echo(describe(path))
+    except OSError as exc:
+        raise click.ClickException(f"{path} is not a readable HDF5 file: {exc}") from None
+    except KeyError as exc:
+        raise click.ClickException(f"{path} is not a meanfield-sim run file (missing {exc})") \
+            from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The particle gradient flow of one model on one dataset: the vector field the integrators step.
+
+    d theta_i / dt = -(1 / s_m) dR/d theta_i,     R(theta) = sum_j p_j l(h_theta(x_j), y_j)
+
+For the mean-field scaling s_m = 1/m this is d theta_i/dt = -m dR/d theta_i, under which the
+empirical measure (1/m) sum_i delta_{theta_i} follows the Wasserstein gradient flow of R
+(Chizat-Bach); time t is that flow's time, comparable across widths. For s_m = 1 it is the plain
+gradient flow d theta/dt = -grad R, the time of gradient descent with step dt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels import get_backend
+from .model.data import Dataset
+from .model.network import NetworkSpec
+
+
+@dataclass
+class Evaluation:
+    """Outputs and risk of every replica at one state."""
+    outputs: np.ndarray   # (R, n, k) h(x_j)
+    risk: np.ndarray      # (R,)
+    log_risk: np.ndarray  # (R,) log R, finite where R underflows
+    dual: np.ndarray      # (R, n, k) p_j dl/dh / exp(log_scale)
+    log_scale: np.ndarray  # (R,)
+
+
+class ParticleFlow:
+    """Vector field theta -> velocity for states of shape (R, m, k + d + 1)."""
+
+    def __init__(self, spec: NetworkSpec, data: Dataset, replicas: int, dtype=np.float64,
+                 backend: str = "cpu"):
+        self.spec, self.data, self.replicas = spec, data, replicas
+        self.dtype = np.dtype(dtype)
+        self.kernels = get_backend(backend)
+        self.x = np.ascontiguousarray(data.x, dtype=self.dtype)
+        self.label = np.ascontiguousarray(data.label, dtype=np.int64)
+        with np.errstate(divide="ignore"):
+            self.log_weight = np.log(data.weight)
+        R, n, k = replicas, data.n, spec.outputs
+        self._h = np.empty((R, n, k))
+        self._dual = np.empty((R, n, k))
+        self._risk, self._log_risk, self._log_scale = np.empty(R), np.empty(R), np.empty(R)
+        trains = set(spec.train)
+        self._train = ("a" in trains, "w" in trains, "b" in trains)
+        self.grad_evals = 0  # velocity evaluations, each a forward plus a backward pass
+
+    def outputs_at(self, theta: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """h(points) for every replica, shape (R, len(points), k)."""
+        pts = np.ascontiguousarray(points, dtype=self.dtype)
+        out = np.empty((theta.shape[0], pts.shape[0], self.spec.outputs))
+        s = self.spec
+        self.kernels.forward(theta, pts, s.outputs, s.act_id, s.activation_param, s.scale, out)
+        return out
+
+    def evaluate(self, theta: np.ndarray) -> Evaluation:
+        """Forward and loss pass (no gradient). Returned arrays are owned by the flow and are
+        overwritten by the next call; copy what must outlive it."""
+        s = self.spec
+        self.kernels.forward(theta, self.x, s.outputs, s.act_id, s.activation_param, s.scale,
+                             self._h)
+        self.kernels.loss_pass(self._h, self.label, self.log_weight, s.loss_id, self._dual,
+                               self._risk, self._log_risk, self._log_scale)
+        return Evaluation(self._h, self._risk, self._log_risk, self._dual, self._log_scale)
+
+    def velocity(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write d theta/dt at ``theta`` into ``out`` (same shape and dtype) and return it."""
+        ev = self.evaluate(theta)
+        s = self.spec
+        self.kernels.velocity(theta, self.x, ev.dual, ev.log_scale, s.outputs, s.act_id,
+                              s.activation_param, *self._train, out)
+        self.grad_evals += 1
+        return out

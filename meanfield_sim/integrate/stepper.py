@@ -1,0 +1,157 @@
+"""Explicit Runge-Kutta integration of d theta/dt = F(theta) with fixed or adaptive steps.
+
+Fixed step: dt as given (Euler with step dt is gradient descent with learning rate dt, in the
+flow's time units). Adaptive (embedded pairs): the local error estimate
+err = dt * sum_s b_err_s k_s is measured in the RMS norm scaled by atol + rtol * max(|y|, |y_new|)
+over the trainable entries of each replica; replicas share one step, so the worst replica decides.
+A step is accepted when that norm is <= 1, and the next step is
+dt * min(5, max(0.2, safety * err^(-1/q))), q = ``order`` (the error estimate is O(dt^q): the
+lower-order solution of the pair has order q - 1), never growing right after a rejection.
+
+Requested output times are stepped onto exactly (the step is clipped, and the controller's proposal
+is kept for the step after), so records need no interpolation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .tableaus import TABLEAUS, Tableau
+
+
+class VectorField(Protocol):
+    grad_evals: int
+
+    def velocity(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray: ...
+
+
+class IntegrationError(RuntimeError):
+    """The integration cannot continue (non-finite state, step size underflow, step limit)."""
+
+
+@dataclass
+class StepControl:
+    method: str = "dopri5"
+    dt: float = 1e-2
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    dt_max: float = math.inf
+    dt_min: float = 1e-12
+    safety: float = 0.9
+    max_steps: int = 100_000_000
+
+    @classmethod
+    def from_config(cls, integ: dict) -> "StepControl":
+        return cls(**{k: integ[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class IntegratorState:
+    """Everything needed to continue an integration: a checkpoint holds exactly this."""
+    theta: np.ndarray
+    t: float = 0.0
+    step: int = 0
+    dt: float = 1e-2          # step proposed for the next step
+    rejected: int = 0
+    k_first: np.ndarray | None = field(default=None, repr=False)  # FSAL stage, if valid
+
+
+class RungeKutta:
+    """Integrates a :class:`VectorField` with the tableau ``control.method``."""
+
+    def __init__(self, field_: VectorField, control: StepControl, train_mask: np.ndarray):
+        self.field = field_
+        self.control = control
+        self.tableau: Tableau = TABLEAUS[control.method]
+        self.mask = train_mask
+        self._k: list[np.ndarray] = []
+
+    def _stages(self, theta):
+        if len(self._k) != self.tableau.stages or self._k[0].shape != theta.shape:
+            self._k = [np.empty_like(theta) for _ in range(self.tableau.stages)]
+            self._y = np.empty_like(theta)
+        return self._k
+
+    def attempt(self, state: IntegratorState, dt: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """One step of size dt from state: (y_new, error estimate or None). State is unchanged."""
+        tab, y0 = self.tableau, state.theta
+        k = self._stages(y0)
+        y = self._y
+        if tab.fsal and state.k_first is not None:
+            k[0][...] = state.k_first
+        else:
+            self.field.velocity(y0, k[0])
+        for s in range(1, tab.stages):
+            np.copyto(y, y0)
+            for j, a in enumerate(tab.a[s]):
+                if a != 0.0:
+                    y += (dt * a) * k[j]
+            self.field.velocity(y, k[s])
+        y_new = y0.copy()
+        for j, b in enumerate(tab.b):
+            if b != 0.0:
+                y_new += (dt * b) * k[j]
+        err = None
+        if tab.adaptive:
+            err = np.zeros_like(y0)
+            for j, e in enumerate(tab.b_err):
+                if e != 0.0:
+                    err += (dt * e) * k[j]
+        return y_new, err
+
+    def error_norm(self, y0, y1, err) -> float:
+        """max over replicas of the scaled RMS norm of err over the trainable entries."""
+        c = self.control
+        scale = c.atol + c.rtol * np.maximum(np.abs(y0), np.abs(y1))
+        ratio = (err / scale)[..., self.mask]
+        per_replica = np.sqrt(np.mean(ratio.reshape(ratio.shape[0], -1) ** 2, axis=1))
+        worst = float(per_replica.max())
+        return worst if math.isfinite(worst) else math.inf
+
+    def advance(self, state: IntegratorState, t_stop: float) -> None:
+        """Step ``state`` forward until state.t == t_stop exactly."""
+        c, tab = self.control, self.tableau
+        while state.t < t_stop:
+            if state.step >= c.max_steps:
+                raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
+                                       f"t = {state.t:.6g} before t = {t_stop:.6g}")
+            remaining = t_stop - state.t
+            dt = state.dt if tab.adaptive else c.dt
+            clipped = dt >= remaining
+            if clipped:
+                dt = remaining
+            y_new, err = self.attempt(state, dt)
+            if not tab.adaptive:
+                if not np.isfinite(y_new).all():
+                    raise IntegrationError(f"state became non-finite at t = {state.t:.6g} with "
+                                           f"fixed step dt = {dt:.3g}; reduce integrator.dt")
+                self._accept(state, y_new, t_stop if clipped else state.t + dt)
+                continue
+            norm = self.error_norm(state.theta, y_new, err)
+            if norm <= 1.0 and np.isfinite(y_new).all():
+                grow = 5.0 if norm == 0.0 else min(5.0, max(0.2, c.safety * norm ** (-1.0 / tab.order)))
+                if state.rejected:
+                    grow = min(grow, 1.0)
+                proposal = min(c.dt_max, dt * grow)
+                self._accept(state, y_new, t_stop if clipped else state.t + dt)
+                # a step clipped to hit t_stop says nothing about the step the error allows
+                state.dt = max(proposal, state.dt) if clipped else proposal
+                state.rejected = 0
+            else:
+                shrink = 0.2 if not math.isfinite(norm) else max(
+                    0.2, c.safety * norm ** (-1.0 / tab.order))
+                state.dt = dt * shrink
+                state.rejected += 1
+                if state.dt < c.dt_min:
+                    raise IntegrationError(
+                        f"step size {state.dt:.3g} fell below integrator.dt_min = {c.dt_min:.3g} "
+                        f"at t = {state.t:.6g}; the flow may be stiff or singular there")
+
+    def _accept(self, state, y_new, t_new):
+        state.theta = y_new
+        state.t = t_new
+        state.step += 1
+        state.k_first = self._k[-1].copy() if self.tableau.fsal else None

@@ -1,0 +1,207 @@
+"""One HDF5 file per run, laid out after H5MD and readable by xarray (h5netcdf engine).
+
+    /                      attrs: status ('running' | 'complete' | 'interrupted' | 'failed'),
+                           n_records, started, finished, wall_seconds, grad_evals, message,
+                           seed, replicas, versions of meanfield_sim / numba / numpy / h5py / python
+    /h5md                  H5MD identification (version, creator)
+    /parameters/config     the fully resolved config as TOML text: the file alone reproduces the run
+    /data                  x (sample, input), label (sample), weight (sample)
+    /observables           time (time), step, grad_evals; risk, log_risk, margin, path_norm
+                           (time, replica); outputs (time, replica, sample, output); optionally
+                           grid_outputs (time, replica, grid_point, output) with grid_x
+    /particles/network     time, step; a (time, replica, particle, output), w (..., input),
+                           b (time, replica, particle); particle = indices kept
+
+Every group is a self-contained netCDF-style group: each axis is a named dimension scale with a
+coordinate dataset of the same name, so ``xarray.open_dataset(path, group="observables",
+engine="h5netcdf")`` needs no ``phony_dims``. The time axis is unlimited and chunked in whole
+frames; records are buffered and appended every ``flush_every`` records, after which the
+``n_records`` attribute is updated and the file flushed. A reader trusts the first ``n_records``
+frames; a file whose status is not 'complete' is from a run that did not finish.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+H5MD_VERSION = (1, 1)
+STATUS_RUNNING, STATUS_COMPLETE = "running", "complete"
+STATUS_INTERRUPTED, STATUS_FAILED = "interrupted", "failed"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict:
+    import numba
+
+    from .. import __version__
+    return {"meanfield_sim_version": __version__, "numba_version": numba.__version__,
+            "numpy_version": np.__version__, "h5py_version": h5py.__version__,
+            "python_version": platform.python_version()}
+
+
+def _coord(group: h5py.Group, name: str, values, unlimited: bool = False) -> h5py.Dataset:
+    values = np.asarray(values)
+    kwargs = dict(maxshape=(None,), chunks=(1024,)) if unlimited else {}
+    ds = group.create_dataset(name, data=values, **kwargs)
+    ds.make_scale(name)
+    return ds
+
+
+def _variable(group: h5py.Group, name: str, dims: tuple, shape_tail: tuple, dtype,
+              attrs: dict | None = None) -> h5py.Dataset:
+    """A time-series variable (time, *dims) with its axes attached to the group's scales."""
+    chunk_frames = max(1, min(64, (1 << 20) // max(1, int(np.prod(shape_tail)) * 8)))
+    ds = group.create_dataset(name, shape=(0, *shape_tail), maxshape=(None, *shape_tail),
+                              dtype=dtype, chunks=(chunk_frames, *shape_tail),
+                              compression="gzip", compression_opts=4, shuffle=True)
+    for axis, dim in enumerate(("time", *dims)):
+        ds.dims[axis].attach_scale(group[dim])
+    for key, value in (attrs or {}).items():
+        ds.attrs[key] = value
+    return ds
+
+
+def _static(group: h5py.Group, name: str, data, dims: tuple, attrs: dict | None = None):
+    ds = group.create_dataset(name, data=np.asarray(data))
+    for axis, dim in enumerate(dims):
+        ds.dims[axis].attach_scale(group[dim])
+    for key, value in (attrs or {}).items():
+        ds.attrs[key] = value
+    return ds
+
+
+class RunFile:
+    """Writer of one run's file. Frames go through :meth:`append`; :meth:`close` sets the status.
+
+    ``layout`` gives the sizes: replicas (global ids), n, k, d, particle ids to snapshot
+    (or None), grid points (G, d) (or None).
+    """
+
+    SERIES = {  # name: (dims after time, attrs)
+        "risk": (("replica",), {"long_name": "risk R = sum_j p_j l(h(x_j), y_j)"}),
+        "log_risk": (("replica",), {"long_name": "natural log of the risk"}),
+        "margin": (("replica",), {"long_name": "min_j y_j h(x_j) (binary); min_j h_yj - "
+                                               "max_{q != y_j} h_q (k classes)"}),
+        "path_norm": (("replica",), {"long_name": "s_m sum_i |a_i| (|w_i| + |b_i|)"}),
+    }
+
+    def __init__(self, path: str | Path, config_toml: str, meta: dict, data, replica_ids,
+                 outputs: int, particle_ids=None, grid=None, flush_every: int = 1):
+        self.path = Path(path)
+        self.f = h5py.File(self.path, "w", libver="latest")
+        self.flush_every = flush_every
+        self._buffer: list[dict] = []
+        self.n_records = 0
+        f = self.f
+        f.attrs.update({"status": STATUS_RUNNING, "n_records": 0, "started": now_iso(),
+                        "finished": "", "message": "", **versions(), **meta})
+        h5md = f.create_group("h5md")
+        h5md.attrs["version"] = np.array(H5MD_VERSION, dtype=np.int32)
+        creator = h5md.create_group("creator")
+        creator.attrs.update({"name": "meanfield-sim", "version": versions()[
+            "meanfield_sim_version"]})
+        params = f.create_group("parameters")
+        params.create_dataset("config", data=config_toml, dtype=h5py.string_dtype())
+
+        n, d = data.x.shape
+        g = f.create_group("data")
+        _coord(g, "sample", np.arange(n))
+        _coord(g, "input", np.arange(d))
+        _static(g, "x", data.x, ("sample", "input"), {"long_name": "data points x_j"})
+        _static(g, "label", data.label, ("sample",),
+                {"long_name": "labels: +-1 (binary) or class index"})
+        _static(g, "weight", data.weight, ("sample",), {"long_name": "weights p_j, sum 1"})
+
+        obs = f.create_group("observables")
+        self._time_axis(obs)
+        _coord(obs, "replica", np.asarray(replica_ids))
+        _coord(obs, "sample", np.arange(n))
+        _coord(obs, "output", np.arange(outputs))
+        for name, (dims, attrs) in self.SERIES.items():
+            _variable(obs, name, dims, (len(replica_ids),), np.float64, attrs)
+        _variable(obs, "outputs", ("replica", "sample", "output"), (len(replica_ids), n, outputs),
+                  np.float64, {"long_name": "network outputs h(x_j)"})
+        if grid is not None:
+            _coord(obs, "grid_point", np.arange(grid.shape[0]))
+            _coord(obs, "input", np.arange(d))
+            _static(obs, "grid_x", grid, ("grid_point", "input"),
+                    {"long_name": "evaluation grid points"})
+            _variable(obs, "grid_outputs", ("replica", "grid_point", "output"),
+                      (len(replica_ids), grid.shape[0], outputs), np.float64,
+                      {"long_name": "network outputs on the evaluation grid"})
+
+        self.snapshot = particle_ids is not None
+        if self.snapshot:
+            net = f.create_group("particles").create_group("network")
+            self._time_axis(net)
+            _coord(net, "replica", np.asarray(replica_ids))
+            _coord(net, "particle", np.asarray(particle_ids))
+            _coord(net, "output", np.arange(outputs))
+            _coord(net, "input", np.arange(d))
+            shape = (len(replica_ids), len(particle_ids))
+            _variable(net, "a", ("replica", "particle", "output"), (*shape, outputs), np.float64,
+                      {"long_name": "outer weights a_i"})
+            _variable(net, "w", ("replica", "particle", "input"), (*shape, d), np.float64,
+                      {"long_name": "inner weights w_i"})
+            _variable(net, "b", ("replica", "particle"), shape, np.float64,
+                      {"long_name": "biases b_i"})
+        f.flush()
+
+    @staticmethod
+    def _time_axis(group):
+        t = _coord(group, "time", np.zeros(0), unlimited=True)
+        t.attrs["long_name"] = "physical time t of the gradient flow"
+        step = group.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64,
+                                    chunks=(1024,))
+        step.dims[0].attach_scale(t)
+        evals = group.create_dataset("grad_evals", shape=(0,), maxshape=(None,), dtype=np.int64,
+                                     chunks=(1024,))
+        evals.dims[0].attach_scale(t)
+
+    def append(self, frame: dict) -> None:
+        """Buffer one record: time, step, grad_evals, the SERIES, outputs, optional grid_outputs,
+        optional particles {a, w, b}."""
+        self._buffer.append(frame)
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        frames, self._buffer = self._buffer, []
+        n0, n1 = self.n_records, self.n_records + len(frames)
+        groups = [self.f["observables"]]
+        if self.snapshot:
+            groups.append(self.f["particles/network"])
+        for g in groups:
+            for name in ("time", "step", "grad_evals"):
+                g[name].resize((n1,))
+                g[name][n0:n1] = [fr[name] for fr in frames]
+        obs = self.f["observables"]
+        for name in (*self.SERIES, "outputs", "grid_outputs"):
+            if name in obs:
+                obs[name].resize((n1, *obs[name].shape[1:]))
+                obs[name][n0:n1] = np.stack([fr[name] for fr in frames])
+        if self.snapshot:
+            net = self.f["particles/network"]
+            for name in ("a", "w", "b"):
+                net[name].resize((n1, *net[name].shape[1:]))
+                net[name][n0:n1] = np.stack([fr["particles"][name] for fr in frames])
+        self.n_records = n1
+        self.f.attrs["n_records"] = n1
+        self.f.flush()
+
+    def close(self, status: str, **attrs) -> None:
+        """Write what is buffered, then the final status and attributes, and close."""
+        if not self.f.id.valid:
+            return
+        self.flush()
+        self.f.attrs.update({"status": status, "finished": now_iso(), **attrs})
+        self.f.close()

@@ -1,0 +1,103 @@
+"""The data distribution P = sum_j p_j delta_{x_j} with labels, built from a resolved config.
+
+Labels are +-1 for the binary losses and class indices 0..k-1 for softmax cross-entropy. The
+weights p_j are normalised to sum to 1. Random generators draw from ``data.seed`` (or, when that
+is -1, from ``run.seed``), never from a replica's stream, so all replicas of a run see the same
+data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DATA_STREAM = 0xDA7A  # spawn key of the data stream, apart from the replicas' keys (r,)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x: np.ndarray        # (n, d) points
+    label: np.ndarray    # (n,) int64: +-1 (binary) or 0..k-1
+    weight: np.ndarray   # (n,) float64, p_j >= 0, sum 1
+    class_labels: tuple  # the label values, in class order
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.x.shape[1]
+
+    def class_index(self) -> np.ndarray:
+        """Position of each point's label in ``class_labels`` (0..K-1)."""
+        lookup = {lab: i for i, lab in enumerate(self.class_labels)}
+        return np.array([lookup[int(v)] for v in self.label], dtype=np.int64)
+
+
+def build_dataset(cfg: dict) -> Dataset:
+    """Make the dataset described by ``cfg['data']`` (already validated by ``config.resolve``)."""
+    data = cfg["data"]
+    seed = cfg["run"]["seed"] if data["seed"] < 0 else data["seed"]
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(DATA_STREAM,)))
+    class_labels = tuple(cfg["derived"]["class_labels"])
+    weights = None
+    if data["kind"] == "explicit":
+        x = np.asarray(data["x"], dtype=np.float64)
+        label = np.asarray(data["labels"], dtype=np.int64)
+        if data["weights"]:
+            weights = np.asarray(data["weights"], dtype=np.float64)
+    elif data["kind"] == "intervals":
+        xs, ls = [], []
+        for c in data["classes"]:
+            lo, hi = c["interval"]
+            if data["placement"] == "grid":
+                pts = np.linspace(lo, hi, c["points"])
+            else:
+                pts = np.sort(rng.uniform(lo, hi, c["points"]))
+            xs.append(pts)
+            ls.append(np.full(c["points"], c["label"]))
+        x = np.concatenate(xs)[:, None]
+        label = np.concatenate(ls).astype(np.int64)
+    else:
+        x, label = _gaussian_mixture(rng, data, class_labels)
+
+    if data["random_labels"]:
+        label = rng.choice(np.asarray(class_labels, dtype=np.int64), size=label.shape[0])
+    if weights is None:
+        weights = np.ones(label.shape[0])
+    if data["class_weights"]:
+        weights = _reweight_classes(weights, label, class_labels, data["class_weights"])
+    weights = weights / weights.sum()
+    return Dataset(x=np.ascontiguousarray(x, dtype=np.float64), label=label, weight=weights,
+                   class_labels=class_labels)
+
+
+def _gaussian_mixture(rng, data, class_labels):
+    """K Gaussian clusters in R^d: means of norm ``separation`` (evenly spread on a circle for
+    d >= 2, at +-separation for d = 1 and K = 2, random directions otherwise), isotropic
+    standard deviation ``spread``."""
+    K, d, n_c = data["num_classes"], data["dim"], data["points_per_class"]
+    if d >= 2:
+        angles = 2 * np.pi * np.arange(K) / K
+        means = np.zeros((K, d))
+        means[:, 0], means[:, 1] = np.cos(angles), np.sin(angles)
+    elif K == 2:
+        means = np.array([[-1.0], [1.0]])
+    else:
+        means = rng.normal(size=(K, d))
+        means /= np.linalg.norm(means, axis=1, keepdims=True)
+    means *= data["separation"]
+    x = np.concatenate([means[c] + data["spread"] * rng.normal(size=(n_c, d)) for c in range(K)])
+    label = np.repeat(np.asarray(class_labels, dtype=np.int64), n_c)
+    return x, label
+
+
+def _reweight_classes(weights, label, class_labels, class_weights):
+    """Scale point weights so that class c carries total mass proportional to class_weights[c]."""
+    out = weights.copy()
+    for lab, cw in zip(class_labels, class_weights):
+        mask = label == lab
+        total = weights[mask].sum()
+        out[mask] = weights[mask] / total * cw if total > 0 else 0.0
+    return out

@@ -1,0 +1,122 @@
+"""One run: resolved config in, HDF5 trajectory out.
+
+config -> dataset, network spec, initial particles -> ParticleFlow (kernels) -> RungeKutta
+stepping onto every record time -> Recorder -> RunFile. The file is marked 'running' from its
+first byte and 'complete' only after the last record is written; an interrupt (Ctrl-C, SIGTERM)
+or an error writes what was recorded and marks it 'interrupted' or 'failed'.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import config as config_mod
+from .flow import ParticleFlow
+from .integrate.stepper import IntegratorState, RungeKutta, StepControl
+from .io.h5file import STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED, RunFile
+from .model.data import build_dataset
+from .model.network import initial_particles, network_spec
+from .recorder import Recorder, evaluation_grid, record_times
+
+PARTICLE_SUBSAMPLE_STREAM = 0x5A3B
+
+
+class Terminated(Exception):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+@dataclass
+class RunResult:
+    path: Path
+    status: str
+    t: float
+    steps: int
+    grad_evals: int
+    wall_seconds: float
+    risk: np.ndarray
+    margin: np.ndarray
+
+
+def build_flow(cfg: dict) -> tuple[ParticleFlow, np.ndarray]:
+    """The vector field and initial state described by a resolved config."""
+    spec = network_spec(cfg)
+    data = build_dataset(cfg)
+    dtype = np.dtype(cfg["run"]["dtype"])
+    flow = ParticleFlow(spec, data, cfg["run"]["replicas"], dtype=dtype,
+                        backend=cfg["run"]["backend"])
+    return flow, initial_particles(cfg, spec, dtype)
+
+
+def _particle_ids(cfg: dict, m: int) -> np.ndarray | None:
+    rec = cfg["record"]
+    if rec["particles"] == "none":
+        return None
+    if rec["particles"] == "all":
+        return np.arange(m)
+    rng = np.random.default_rng(np.random.SeedSequence(cfg["run"]["seed"],
+                                                       spawn_key=(PARTICLE_SUBSAMPLE_STREAM,)))
+    return np.sort(rng.choice(m, size=rec["particle_count"], replace=False))
+
+
+def run(cfg: dict, out_path: str | Path,
+        progress: Callable[[float, float, np.ndarray], None] | None = None) -> RunResult:
+    """Integrate the run described by ``cfg`` (resolved) and write it to ``out_path``.
+
+    ``progress(t, t_end, risk)`` is called after every record."""
+    start = time.perf_counter()
+    flow, theta = build_flow(cfg)
+    spec, run_cfg = flow.spec, cfg["run"]
+    grid = evaluation_grid(cfg["record"])
+    pids = _particle_ids(cfg, spec.width)
+    replica_ids = run_cfg["first_replica"] + np.arange(run_cfg["replicas"])
+    meta = {"seed": run_cfg["seed"], "replicas": run_cfg["replicas"], "t_end": run_cfg["t_end"],
+            "grad_evals": 0, "steps": 0, "wall_seconds": 0.0}
+    out = RunFile(out_path, config_mod.to_toml(cfg), meta, flow.data, replica_ids, spec.outputs,
+                  particle_ids=pids, grid=grid, flush_every=cfg["record"]["flush_every"])
+    recorder = Recorder(flow, grid, pids)
+    stepper = RungeKutta(flow, StepControl.from_config(cfg["integrator"]), spec.train_mask())
+    state = IntegratorState(theta=theta, dt=cfg["integrator"]["dt"])
+    frame = None
+
+    def totals():
+        return {"t_reached": state.t, "steps": state.step, "grad_evals": flow.grad_evals,
+                "wall_seconds": time.perf_counter() - start}
+
+    previous = _install_sigterm()
+    try:
+        for t_rec in record_times(cfg["record"], run_cfg["t_end"]):
+            stepper.advance(state, t_rec)
+            frame = recorder.frame(state.theta, state.t, state.step)
+            out.append(frame)
+            if progress is not None:
+                progress(state.t, run_cfg["t_end"], frame["risk"])
+    except (KeyboardInterrupt, Terminated) as exc:
+        out.close(STATUS_INTERRUPTED, message=f"interrupted by {type(exc).__name__}", **totals())
+        raise
+    except BaseException as exc:
+        out.close(STATUS_FAILED, message=f"{type(exc).__name__}: {exc}", **totals())
+        raise
+    finally:
+        _restore_sigterm(previous)
+    out.close(STATUS_COMPLETE, **totals())
+    return RunResult(Path(out_path), STATUS_COMPLETE, state.t, state.step, flow.grad_evals,
+                     time.perf_counter() - start, frame["risk"], frame["margin"])
+
+
+def _install_sigterm():
+    def handler(signum, _frame):
+        raise Terminated(f"signal {signum}")
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def _restore_sigterm(previous):
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
