@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -93,6 +93,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dtype": Key((str,), "float64", "storage precision of particles and data",
                      choices=("float64", "float32")),
         "backend": Key((str,), "cpu", "kernel implementation", choices=("cpu",)),
+        "threads": Key((int,), 0, "most threads the kernels use; 0 = all Numba has (small "
+                       "problems use fewer: see kernels.choose_threads)", _nonneg),
     },
     "model": {
         "width": Key((int,), REQUIRED, "number of neurons m (ignored with explicit init)",

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels import get_backend
+import numba
+
+from .kernels import choose_threads, get_backend
 from .model.data import Dataset
 from .model.network import NetworkSpec
 
@@ -32,11 +34,12 @@ class ParticleFlow:
     """Vector field theta -> velocity for states of shape (R, m, k + d + 1)."""
 
     def __init__(self, spec: NetworkSpec, data: Dataset, replicas: int, dtype=np.float64,
-                 backend: str = "cpu"):
+                 backend: str = "cpu", threads: int = 0):
         self.spec, self.data, self.replicas = spec, data, replicas
         self.dtype = np.dtype(dtype)
         self.kernels = get_backend(backend)
         self.x = np.ascontiguousarray(data.x, dtype=self.dtype)
+        self.xT = np.ascontiguousarray(self.x.T)
         self.label = np.ascontiguousarray(data.label, dtype=np.int64)
         with np.errstate(divide="ignore"):
             self.log_weight = np.log(data.weight)
@@ -46,6 +49,7 @@ class ParticleFlow:
         self._risk, self._log_risk, self._log_scale = np.empty(R), np.empty(R), np.empty(R)
         trains = set(spec.train)
         self._train = ("a" in trains, "w" in trains, "b" in trains)
+        self.threads = choose_threads(replicas * spec.width * data.n, threads)
         self.grad_evals = 0  # velocity evaluations, each a forward plus a backward pass
 
     def outputs_at(self, theta: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -53,14 +57,20 @@ class ParticleFlow:
         pts = np.ascontiguousarray(points, dtype=self.dtype)
         out = np.empty((theta.shape[0], pts.shape[0], self.spec.outputs))
         s = self.spec
-        self.kernels.forward(theta, pts, s.outputs, s.act_id, s.activation_param, s.scale, out)
+        numba.set_num_threads(self.threads)
+        self.kernels.forward(_soa(theta), pts, s.outputs, s.act_id, s.activation_param, s.scale,
+                             out)
         return out
 
     def evaluate(self, theta: np.ndarray) -> Evaluation:
         """Forward and loss pass (no gradient). Returned arrays are owned by the flow and are
         overwritten by the next call; copy what must outlive it."""
+        return self._evaluate(_soa(theta))
+
+    def _evaluate(self, thetaT: np.ndarray) -> Evaluation:
         s = self.spec
-        self.kernels.forward(theta, self.x, s.outputs, s.act_id, s.activation_param, s.scale,
+        numba.set_num_threads(self.threads)
+        self.kernels.forward(thetaT, self.x, s.outputs, s.act_id, s.activation_param, s.scale,
                              self._h)
         self.kernels.loss_pass(self._h, self.label, self.log_weight, s.loss_id, self._dual,
                                self._risk, self._log_risk, self._log_scale)
@@ -68,9 +78,17 @@ class ParticleFlow:
 
     def velocity(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Write d theta/dt at ``theta`` into ``out`` (same shape and dtype) and return it."""
-        ev = self.evaluate(theta)
+        thetaT = _soa(theta)
+        ev = self._evaluate(thetaT)
         s = self.spec
-        self.kernels.velocity(theta, self.x, ev.dual, ev.log_scale, s.outputs, s.act_id,
+        dualT = np.ascontiguousarray(ev.dual.transpose(0, 2, 1))
+        self.kernels.velocity(thetaT, self.xT, dualT, ev.log_scale, s.outputs, s.act_id,
                               s.activation_param, *self._train, out)
         self.grad_evals += 1
         return out
+
+
+def _soa(theta: np.ndarray) -> np.ndarray:
+    """(R, m, p) particle rows -> (R, p, m) contiguous columns, the kernels' layout. O(R m p),
+    negligible against the O(R m n) passes."""
+    return np.ascontiguousarray(theta.transpose(0, 2, 1))

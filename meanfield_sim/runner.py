@@ -48,7 +48,7 @@ def build_flow(cfg: dict) -> tuple[ParticleFlow, np.ndarray]:
     data = build_dataset(cfg)
     dtype = np.dtype(cfg["run"]["dtype"])
     flow = ParticleFlow(spec, data, cfg["run"]["replicas"], dtype=dtype,
-                        backend=cfg["run"]["backend"])
+                        backend=cfg["run"]["backend"], threads=cfg["run"]["threads"])
     return flow, initial_particles(cfg, spec, dtype)
 
 

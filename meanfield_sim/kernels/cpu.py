@@ -1,14 +1,18 @@
 """Numba CPU kernels for the two-layer network: forward pass, loss pass, particle velocities.
 
-Shapes: theta (R, m, p) with p = k + d + 1 and rows [a_i | w_i | b_i]; x (n, d); outputs h and
-dual weights (R, n, k). Storage may be float32 or float64; every reduction accumulates in float64
-(the accumulator is separate from the storage type, as in KeOps).
+Shapes: particles in structure-of-arrays form ``thetaT`` (R, p, m) with p = k + d + 1 and rows
+[a (k rows) | w (d rows) | b]; data ``x`` (n, d) and ``xT`` (d, n); outputs and dual weights
+(R, n, k). Storage may be float32 or float64; every reduction accumulates in float64 (the
+accumulator type is separate from the storage type, as in KeOps).
 
-No kernel forms the (m x n) matrix of pre-activations z_ij = w_i . x_j + b_i: the forward pass
-reduces over particles for one data point at a time (parallel over (r, j)) and the backward pass
-reduces over data points for one particle at a time (parallel over (r, i)), recomputing z_ij.
-That is two evaluations of sigma per pair instead of one plus an m x n read and write; for the
-paper's regime (d = 1, 2) the pass is bound by the arithmetic on z, not by memory.
+No kernel forms the m x n matrix of pre-activations z_ij = w_i . x_j + b_i. The forward pass
+reduces over particles for a block of data points (parallel over (r, data block)), the backward
+pass over data points for a block of particles (parallel over (r, particle block)); both walk
+their reduction axis in tiles of ``TILE`` entries, recomputing z on the fly into a buffer that
+stays in L1 cache. Each tile is a sequence of element-wise loops (affine map, activation,
+dot products) that LLVM vectorises; reassociation is allowed in these two kernels only
+(``fastmath`` reassoc/contract), so sums are not bitwise equal to a serial left-to-right sum
+but are deterministic for a given machine, thread count and input.
 """
 from __future__ import annotations
 
@@ -17,33 +21,51 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..model.activations import activation, activation_and_slope
+from ..model.activations import activate_tile, activate_tile_with_slope
 from ..model.losses import binary_loss, softmax_ce
 
-_FLAGS = dict(cache=True, fastmath=False)
+TILE = 256          # entries of the reduction axis per tile
+DATA_BLOCK = 4      # data points per parallel work item of the forward pass
+PARTICLE_BLOCK = 16  # particles per parallel work item of the backward pass
+_FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: infinities must survive
 
 
-@njit(parallel=True, **_FLAGS)
-def forward(theta, x, k, act_id, act_param, scale, h_out):
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def forward(thetaT, x, k, act_id, act_param, scale, h_out):
     """h_out[r, j, :] = scale * sum_i a_ri sigma(w_ri . x_j + b_ri)   (h_out: float64)."""
-    R, m, p = theta.shape
+    R, p, m = thetaT.shape
     n, d = x.shape
-    for rj in prange(R * n):
-        r = rj // n
-        j = rj - r * n
-        acc = np.zeros(k)
-        for i in range(m):
-            z = theta[r, i, p - 1] * 1.0
-            for l in range(d):
-                z += theta[r, i, k + l] * x[j, l]
-            s = activation(z, act_id, act_param)
+    blocks = (n + DATA_BLOCK - 1) // DATA_BLOCK
+    for rb in prange(R * blocks):
+        r = rb // blocks
+        j_lo = (rb - r * blocks) * DATA_BLOCK
+        z = np.empty(min(TILE, m))
+        acc = np.empty(k)
+        for j in range(j_lo, min(j_lo + DATA_BLOCK, n)):
+            acc[:] = 0.0
+            for i0 in range(0, m, TILE):
+                # contiguous views: plain indices in the tile loops let LLVM vectorise them
+                count = min(TILE, m - i0)
+                bias = thetaT[r, p - 1, i0:i0 + count]
+                for t in range(count):
+                    z[t] = bias[t]
+                for l in range(d):
+                    xl = x[j, l]
+                    wl = thetaT[r, k + l, i0:i0 + count]
+                    for t in range(count):
+                        z[t] += wl[t] * xl
+                activate_tile(z, count, act_id, act_param)
+                for q in range(k):
+                    aq = thetaT[r, q, i0:i0 + count]
+                    s = 0.0
+                    for t in range(count):
+                        s += aq[t] * z[t]
+                    acc[q] += s
             for q in range(k):
-                acc[q] += theta[r, i, q] * s
-        for q in range(k):
-            h_out[r, j, q] = scale * acc[q]
+                h_out[r, j, q] = scale * acc[q]
 
 
-@njit(parallel=True, **_FLAGS)
+@njit(parallel=True, cache=True)
 def loss_pass(h, label, log_weight, loss_id, dual_out, risk_out, log_risk_out, log_scale_out):
     """Risk and dual weights g_rjq = p_j dl/dh_q (h_rj) of every replica, in scaled form.
 
@@ -95,48 +117,77 @@ def loss_pass(h, label, log_weight, loss_id, dual_out, risk_out, log_risk_out, l
         log_risk_out[r] = lt + math.log(s)
 
 
-@njit(parallel=True, **_FLAGS)
-def velocity(theta, x, dual, log_scale, k, act_id, act_param, train_a, train_w, train_b, v_out):
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w, train_b,
+             v_out):
     """Particle velocities of the gradient flow, v_ri = -(1/s_m) dR/dtheta_ri:
 
         v_a = -sum_j g_j sigma(z_ij)
         v_w = -sum_j (g_j . a_i) sigma'(z_ij) x_j
         v_b = -sum_j (g_j . a_i) sigma'(z_ij)
 
-    with g = exp(log_scale[r]) * dual. The factor s_m of h cancels against the 1/s_m of the
-    time scale, so this is the mean-field (Wasserstein) velocity for s_m = 1/m and plain gradient
-    flow for s_m = 1. Frozen groups get velocity 0.
+    with g = exp(log_scale[r]) * dualT[r] (dualT: (R, k, n)). The factor s_m of h cancels the
+    1/s_m of the time scale, so this is the mean-field (Wasserstein) velocity for s_m = 1/m and
+    plain gradient flow for s_m = 1. Frozen groups get velocity 0. v_out: (R, m, p).
     """
-    R, m, p = theta.shape
-    n, d = x.shape
+    R, p, m = thetaT.shape
+    d, n = xT.shape
     need_slope = train_w or train_b
-    for ri in prange(R * m):
-        r = ri // m
-        i = ri - r * m
-        acc_a = np.zeros(k)
-        acc_w = np.zeros(d)
-        acc_b = 0.0
-        for j in range(n):
-            z = theta[r, i, p - 1] * 1.0
-            for l in range(d):
-                z += theta[r, i, k + l] * x[j, l]
-            if need_slope:
-                s, ds = activation_and_slope(z, act_id, act_param)
-                coef = 0.0
-                for q in range(k):
-                    coef += dual[r, j, q] * theta[r, i, q]
-                t = coef * ds
-                for l in range(d):
-                    acc_w[l] += t * x[j, l]
-                acc_b += t
-            else:
-                s = activation(z, act_id, act_param)
-            if train_a:
-                for q in range(k):
-                    acc_a[q] += dual[r, j, q] * s
+    blocks = (m + PARTICLE_BLOCK - 1) // PARTICLE_BLOCK
+    for rb in prange(R * blocks):
+        r = rb // blocks
+        i_lo = (rb - r * blocks) * PARTICLE_BLOCK
+        size = min(TILE, n)
+        z, s, c = np.empty(size), np.empty(size), np.empty(size)
+        acc_a, acc_w = np.empty(k), np.empty(d)
         speed = -math.exp(log_scale[r])
-        for q in range(k):
-            v_out[r, i, q] = speed * acc_a[q] if train_a else 0.0
-        for l in range(d):
-            v_out[r, i, k + l] = speed * acc_w[l] if train_w else 0.0
-        v_out[r, i, p - 1] = speed * acc_b if train_b else 0.0
+        for i in range(i_lo, min(i_lo + PARTICLE_BLOCK, m)):
+            acc_a[:] = 0.0
+            acc_w[:] = 0.0
+            acc_b = 0.0
+            bi = thetaT[r, p - 1, i]
+            for j0 in range(0, n, TILE):
+                count = min(TILE, n - j0)
+                for t in range(count):
+                    z[t] = bi
+                for l in range(d):
+                    wl = thetaT[r, k + l, i]
+                    xl = xT[l, j0:j0 + count]
+                    for t in range(count):
+                        z[t] += wl * xl[t]
+                if need_slope:
+                    activate_tile_with_slope(z, s, count, act_id, act_param)  # z <- sigma'
+                    for t in range(count):
+                        c[t] = 0.0
+                    for q in range(k):
+                        aq = thetaT[r, q, i]
+                        gq = dualT[r, q, j0:j0 + count]
+                        for t in range(count):
+                            c[t] += gq[t] * aq
+                    sb = 0.0
+                    for t in range(count):
+                        c[t] *= z[t]
+                        sb += c[t]
+                    acc_b += sb
+                    for l in range(d):
+                        xl = xT[l, j0:j0 + count]
+                        sw = 0.0
+                        for t in range(count):
+                            sw += c[t] * xl[t]
+                        acc_w[l] += sw
+                else:
+                    for t in range(count):
+                        s[t] = z[t]
+                    activate_tile(s, count, act_id, act_param)
+                if train_a:
+                    for q in range(k):
+                        gq = dualT[r, q, j0:j0 + count]
+                        sa = 0.0
+                        for t in range(count):
+                            sa += gq[t] * s[t]
+                        acc_a[q] += sa
+            for q in range(k):
+                v_out[r, i, q] = speed * acc_a[q] if train_a else 0.0
+            for l in range(d):
+                v_out[r, i, k + l] = speed * acc_w[l] if train_w else 0.0
+            v_out[r, i, p - 1] = speed * acc_b if train_b else 0.0
