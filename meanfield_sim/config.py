@@ -97,7 +97,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "problems use fewer: see kernels.choose_threads)", _nonneg),
     },
     "model": {
-        "width": Key((int,), REQUIRED, "number of neurons m (ignored with explicit init)",
+        "width": Key((int,), REQUIRED, "number of neurons m (with explicit init: the number listed)",
                      _int_at_least(1)),
         "activation": Key((str,), "relu", "activation sigma", choices=ACTIVATIONS),
         "leaky_slope": Key(_NUM, 0.01, "slope of leaky_relu for z < 0", _finite_nonneg),
@@ -256,6 +256,8 @@ def _check_key(dotted: str, key: Key, value):
 
 
 def _type_names(types) -> str:
+    if types == _NUM:
+        return "a number"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
              list: "a list"}
     return " or ".join(dict.fromkeys(names[t] for t in types))
@@ -370,17 +372,15 @@ def _check_consistency(cfg: dict) -> None:
                               "neuron)")
         init["a"] = _vector_list("init.a", init["a"], k, f"k = {k} output(s) per neuron")
         init["w"] = _vector_list("init.w", init["w"], d, f"d = {d} input dimension(s)")
-        m = len(init["a"])
-        if len(init["w"]) != m:
-            raise ConfigError(f"init.w has {len(init['w'])} neurons, init.a has {m}: they must "
-                              "agree")
+        if len(init["a"]) != m or len(init["w"]) != m:
+            raise ConfigError(f"model.width = {m}, but init.a lists {len(init['a'])} neurons and "
+                              f"init.w {len(init['w'])}: all three must agree")
         if init["b"]:
             if len(init["b"]) != m or not all(map(_is_number, init["b"])):
                 raise ConfigError(f"init.b = {init['b']!r}: must be {m} numbers (one per neuron)")
             init["b"] = [float(v) for v in init["b"]]
             if not model["bias"] and any(init["b"]):
                 raise ConfigError("init.b has non-zero entries but model.bias = false")
-        model["width"] = m
 
     # --- integrator and record
     if integ["dt_min"] >= integ["dt_max"]:
@@ -447,3 +447,22 @@ def _toml_value(v) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def reference_markdown() -> str:
+    """Every config key with its type, default and meaning, as Markdown (docs/config.md)."""
+    lines = ["# Config reference", "",
+             "Generated from `meanfield_sim/config.py` by `python -m meanfield_sim.config`; "
+             "a test keeps it current.", ""]
+    for section, keys in SCHEMA.items():
+        lines += [f"## [{section}]", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, key in keys.items():
+            default = "required" if key.default is REQUIRED else f"`{_toml_value(key.default)}`"
+            meaning = key.doc + (f"; one of {', '.join(key.choices)}" if key.choices else "")
+            lines.append(f"| `{name}` | {_type_names(key.types)} | {default} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")
