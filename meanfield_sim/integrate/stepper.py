@@ -120,7 +120,9 @@ class RungeKutta:
                                        f"t = {state.t:.6g} before t = {t_stop:.6g}")
             remaining = t_stop - state.t
             dt = state.dt if tab.adaptive else c.dt
-            clipped = dt >= remaining
+            # a step within rounding of t_stop lands on it: t accumulates rounding errors, and
+            # an extra step of 1e-14 would waste a whole step's gradient evaluations
+            clipped = dt >= remaining - 1e-12 * max(abs(t_stop), dt)
             if clipped:
                 dt = remaining
             y_new, err = self.attempt(state, dt)
