@@ -40,6 +40,7 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
     Example:
       meanfield-sim run runs/section5_1_relu.toml -o out.h5 --set model.width=200 --replicas 4
     """
+    from .runner import Terminated
     from .runner import run as run_simulation
 
     overrides = list(overrides)
@@ -73,9 +74,10 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
 
     try:
         result = run_simulation(cfg, out, progress=progress)
-    except KeyboardInterrupt:
-        raise click.ClickException(f"interrupted; {out} holds the records so far, marked "
-                                   "'interrupted'") from None
+    except (KeyboardInterrupt, Terminated) as exc:
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        raise click.ClickException(f"interrupted by {how}; {out} holds the records so far, "
+                                   "marked 'interrupted'") from None
     except Exception as exc:  # noqa: BLE001 - report any failure with the file's state
         raise click.ClickException(f"run failed: {exc} ({out} is marked 'failed')") from None
     finally:

@@ -177,9 +177,12 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Read a TOML config, apply ``key=value`` overrides (TOML values, dotted keys), validate."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (a TOML file is)") \
+            from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     for item in overrides:
@@ -208,7 +211,11 @@ def apply_override(raw: dict, item: str) -> None:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text  # a bare word such as relu
-    raw.setdefault(parts[0], {})[parts[1]] = value
+    section = raw.setdefault(parts[0], {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"override {item!r}: [{parts[0]}] in the config is {section!r}, not a "
+                          "table")
+    section[parts[1]] = value
 
 
 def resolve(raw: dict) -> dict:
@@ -306,6 +313,7 @@ def _check_consistency(cfg: dict) -> None:
             raise ConfigError(f"data.weights has {len(data['weights'])} entries, data.x has "
                               f"{len(x)}: give one weight per point or none")
         labels = data["labels"]
+        label_keys = [f"data.labels[{i}]" for i in range(len(labels))]
     elif data["kind"] == "intervals":
         d = 1
         if not data["classes"]:
@@ -324,23 +332,25 @@ def _check_consistency(cfg: dict) -> None:
             if not isinstance(c["points"], int) or isinstance(c["points"], bool) or c["points"] < 1:
                 raise ConfigError(f"{where}.points = {c['points']!r}: must be an integer >= 1")
             labels.append(c["label"])
+        label_keys = [f"data.classes[{i}].label" for i in range(len(labels))]
     else:
         d = data["dim"]
         labels = [-1, 1] if (binary and data["num_classes"] == 2) else list(
             range(data["num_classes"]))
+        label_keys = [f"data.num_classes (class {i})" for i in range(len(labels))]
         if binary and data["num_classes"] != 2:
             raise ConfigError(f"data.num_classes = {data['num_classes']}: model.loss = "
                               f"{model['loss']!r} is binary and needs exactly 2 classes")
 
-    for i, lab in enumerate(labels):
+    for key, lab in zip(label_keys, labels):
         if not isinstance(lab, int) or isinstance(lab, bool):
-            raise ConfigError(f"label {lab!r} (entry {i}): labels must be integers")
+            raise ConfigError(f"{key} = {lab!r}: labels must be integers")
         if binary and lab not in (-1, 1):
-            raise ConfigError(f"label {lab!r} (entry {i}): model.loss = {model['loss']!r} is "
-                              "binary and needs labels -1 or +1")
+            raise ConfigError(f"{key} = {lab!r}: model.loss = {model['loss']!r} is binary and "
+                              "needs labels -1 or +1")
         if not binary and lab < 0:
-            raise ConfigError(f"label {lab!r} (entry {i}): model.loss = 'softmax_ce' needs "
-                              "class indices 0, 1, ..., k-1")
+            raise ConfigError(f"{key} = {lab!r}: model.loss = 'softmax_ce' needs class indices "
+                              "0, 1, ..., k-1")
     if binary:
         k = 1
         class_labels = [-1, 1]

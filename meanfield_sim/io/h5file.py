@@ -17,7 +17,9 @@ coordinate dataset of the same name, so ``xarray.open_dataset(path, group="obser
 engine="h5netcdf")`` needs no ``phony_dims``. The time axis is unlimited and chunked in whole
 frames; records are buffered and appended every ``flush_every`` records, after which the
 ``n_records`` attribute is updated and the file flushed. A reader trusts the first ``n_records``
-frames; a file whose status is not 'complete' is from a run that did not finish.
+frames; a file whose status is not 'complete' is from a run that did not finish. A reader may
+open a file while its run is going (``h5py.File(path, "r", locking=False)``), and a file whose
+run was killed opens as it was at its last flush.
 """
 from __future__ import annotations
 
@@ -95,7 +97,9 @@ class RunFile:
     def __init__(self, path: str | Path, config_toml: str, meta: dict, data, replica_ids,
                  outputs: int, particle_ids=None, grid=None, flush_every: int = 1):
         self.path = Path(path)
-        self.f = h5py.File(self.path, "w", libver="latest")
+        # Superblock v0 (libver "earliest"): newer formats set an "open for write" flag that
+        # makes a file unreadable while it is written and forever after a SIGKILL.
+        self.f = h5py.File(self.path, "w", libver=("earliest", "v108"))
         self.flush_every = flush_every
         self._buffer: list[dict] = []
         self.n_records = 0

@@ -8,14 +8,14 @@ import numpy as np
 def read_observables(path) -> dict:
     """The committed records (first ``n_records`` frames) of every time series in /observables,
     including the ``time`` axis itself, as numpy arrays."""
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r", locking=False) as f:
         n = int(f.attrs["n_records"])
         return {name: ds[:n] for name, ds in f["observables"].items()
                 if isinstance(ds, h5py.Dataset) and ds.maxshape[:1] == (None,)}
 
 
 def describe(path) -> str:
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r", locking=False) as f:
         a = f.attrs
         n = int(a["n_records"])
         obs = f["observables"]
