@@ -62,7 +62,6 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
     show = not quiet and sys.stderr.isatty()
     bar = None
     if show:
-        t_end = cfg["run"]["t_end"]
         bar = click.progressbar(length=1000, label="t", file=sys.stderr, show_eta=False,
                                 show_percent=False, item_show_func=lambda s: s)
         bar.__enter__()

@@ -13,7 +13,7 @@ import numpy as np
 
 from meanfield_sim import config as config_mod
 from meanfield_sim.integrate.stepper import IntegratorState, RungeKutta, StepControl
-from meanfield_sim.runner import build_flow
+from meanfield_sim.runner import build_flow  # noqa: F401  (re-exported: ph.build_flow)
 
 ACTIVATIONS = config_mod.ACTIVATIONS
 BINARY_LOSSES = config_mod.BINARY_LOSSES

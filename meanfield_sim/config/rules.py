@@ -1,0 +1,173 @@
+"""Rules that involve several config keys: dimensions that must agree, labels that must suit
+the loss, explicit particle lists, record and grid settings. They run once, inside
+``resolve``, after every key passed its own check; nothing downstream re-validates.
+"""
+from __future__ import annotations
+
+from .schema import BINARY_LOSSES, ConfigError, _is_number
+
+
+def _vector_list(dotted: str, value, length: int | None, what: str) -> list[list[float]]:
+    """Turn a list of numbers (dimension 1) or of equal-length number lists into rows."""
+    rows = []
+    for i, v in enumerate(value):
+        row = [v] if _is_number(v) else v
+        if not isinstance(row, list) or not row or not all(_is_number(c) for c in row):
+            raise ConfigError(f"{dotted}[{i}] = {v!r}: expected a number or a list of numbers "
+                              f"({what})")
+        rows.append([float(c) for c in row])
+    widths = {len(r) for r in rows}
+    if len(widths) > 1:
+        raise ConfigError(f"{dotted}: entries have different lengths {sorted(widths)}; all must "
+                          f"have the same length ({what})")
+    if length is not None and rows and len(rows[0]) != length:
+        raise ConfigError(f"{dotted}: entries have length {len(rows[0])}, expected {length} "
+                          f"({what})")
+    return rows
+
+
+def check_consistency(cfg: dict) -> None:
+    """Apply every cross-key rule (normalising explicit lists to rows of floats) and record the
+    derived sizes under ``cfg['derived']``: input_dim d, outputs k, class_labels."""
+    d, k, class_labels = _data_rules(cfg)
+    _explicit_init_rules(cfg, d, k)
+    _integrator_and_record_rules(cfg, d)
+    model = cfg["model"]
+    if not model["bias"] and "b" in model["train"]:
+        model["train"] = [g for g in model["train"] if g != "b"]
+    cfg["derived"] = {"input_dim": d, "outputs": k, "class_labels": class_labels}
+
+
+def _data_rules(cfg: dict) -> tuple[int, int, list]:
+    """Points, labels and weights against each other and against the loss: (d, k, labels)."""
+    model, data = cfg["model"], cfg["data"]
+    binary = model["loss"] in BINARY_LOSSES
+    if data["kind"] == "explicit":
+        if not data["x"]:
+            raise ConfigError("data.x = []: data.kind = 'explicit' needs at least one point")
+        x = _vector_list("data.x", data["x"], None, "one point per entry")
+        data["x"] = x
+        d = len(x[0])
+        if len(data["labels"]) != len(x):
+            raise ConfigError(f"data.labels has {len(data['labels'])} entries, data.x has "
+                              f"{len(x)}: one label per point is required")
+        if data["weights"] and len(data["weights"]) != len(x):
+            raise ConfigError(f"data.weights has {len(data['weights'])} entries, data.x has "
+                              f"{len(x)}: give one weight per point or none")
+        labels = data["labels"]
+        label_keys = [f"data.labels[{i}]" for i in range(len(labels))]
+    elif data["kind"] == "intervals":
+        d = 1
+        if not data["classes"]:
+            raise ConfigError("data.classes = []: data.kind = 'intervals' needs a list of "
+                              "{label, interval = [lo, hi], points}")
+        labels = []
+        for i, c in enumerate(data["classes"]):
+            where = f"data.classes[{i}]"
+            if not isinstance(c, dict) or set(c) != {"label", "interval", "points"}:
+                raise ConfigError(f"{where} = {c!r}: must be a table with exactly the keys "
+                                  "label, interval, points")
+            iv = c["interval"]
+            if (not isinstance(iv, list) or len(iv) != 2 or not all(map(_is_number, iv))
+                    or iv[0] > iv[1]):
+                raise ConfigError(f"{where}.interval = {iv!r}: must be [lo, hi] with lo <= hi")
+            if not isinstance(c["points"], int) or isinstance(c["points"], bool) or c["points"] < 1:
+                raise ConfigError(f"{where}.points = {c['points']!r}: must be an integer >= 1")
+            labels.append(c["label"])
+        label_keys = [f"data.classes[{i}].label" for i in range(len(labels))]
+    else:
+        d = data["dim"]
+        labels = [-1, 1] if (binary and data["num_classes"] == 2) else list(
+            range(data["num_classes"]))
+        label_keys = [f"data.num_classes (class {i})" for i in range(len(labels))]
+        if binary and data["num_classes"] != 2:
+            raise ConfigError(f"data.num_classes = {data['num_classes']}: model.loss = "
+                              f"{model['loss']!r} is binary and needs exactly 2 classes")
+
+    for key, lab in zip(label_keys, labels):
+        if not isinstance(lab, int) or isinstance(lab, bool):
+            raise ConfigError(f"{key} = {lab!r}: labels must be integers")
+        if binary and lab not in (-1, 1):
+            raise ConfigError(f"{key} = {lab!r}: model.loss = {model['loss']!r} is binary and "
+                              "needs labels -1 or +1")
+        if not binary and lab < 0:
+            raise ConfigError(f"{key} = {lab!r}: model.loss = 'softmax_ce' needs class indices "
+                              "0, 1, ..., k-1")
+    if binary:
+        k = 1
+        class_labels = [-1, 1]
+    else:
+        k = max(labels) + 1
+        if k < 2:
+            raise ConfigError(f"labels {sorted(set(labels))}: model.loss = 'softmax_ce' needs "
+                              "at least 2 classes (labels 0..k-1)")
+        class_labels = list(range(k))
+    if data["weights"]:
+        for i, wgt in enumerate(data["weights"]):
+            if not _is_number(wgt) or wgt < 0:
+                raise ConfigError(f"data.weights[{i}] = {wgt!r}: weights must be numbers >= 0")
+        if sum(data["weights"]) <= 0:
+            raise ConfigError("data.weights: at least one weight must be > 0")
+    if data["class_weights"]:
+        cw = data["class_weights"]
+        if len(cw) != len(class_labels):
+            raise ConfigError(f"data.class_weights has {len(cw)} entries; there are "
+                              f"{len(class_labels)} classes {class_labels}")
+        if not all(_is_number(v) and v >= 0 for v in cw) or sum(cw) <= 0:
+            raise ConfigError(f"data.class_weights = {cw!r}: must be numbers >= 0, not all 0")
+    return d, k, class_labels
+
+
+def _explicit_init_rules(cfg: dict, d: int, k: int) -> None:
+    """Explicit particle lists: k-vectors a_i, d-vectors w_i, as many as model.width."""
+    model, init = cfg["model"], cfg["init"]
+    m = model["width"]
+    if init["kind"] == "explicit":
+        if not init["a"] or not init["w"]:
+            raise ConfigError("init.kind = 'explicit' needs init.a and init.w (one entry per "
+                              "neuron)")
+        init["a"] = _vector_list("init.a", init["a"], k, f"k = {k} output(s) per neuron")
+        init["w"] = _vector_list("init.w", init["w"], d, f"d = {d} input dimension(s)")
+        if len(init["a"]) != m or len(init["w"]) != m:
+            raise ConfigError(f"model.width = {m}, but init.a lists {len(init['a'])} neurons and "
+                              f"init.w {len(init['w'])}: all three must agree")
+        if init["b"]:
+            if len(init["b"]) != m or not all(map(_is_number, init["b"])):
+                raise ConfigError(f"init.b = {init['b']!r}: must be {m} numbers (one per neuron)")
+            init["b"] = [float(v) for v in init["b"]]
+            if not model["bias"] and any(init["b"]):
+                raise ConfigError("init.b has non-zero entries but model.bias = false")
+
+
+def _integrator_and_record_rules(cfg: dict, d: int) -> None:
+    """Step bounds, record times within [0, t_end], snapshot size, evaluation grid of dim d."""
+    integ, rec, m = cfg["integrator"], cfg["record"], cfg["model"]["width"]
+    if integ["dt_min"] >= integ["dt_max"]:
+        raise ConfigError(f"integrator.dt_min = {integ['dt_min']} must be < integrator.dt_max = "
+                          f"{integ['dt_max']}")
+    t_end = cfg["run"]["t_end"]
+    if rec["schedule"] == "log" and rec["t_first"] >= t_end:
+        raise ConfigError(f"record.t_first = {rec['t_first']} must be < run.t_end = {t_end}")
+    if rec["schedule"] == "list":
+        if not rec["times"]:
+            raise ConfigError("record.schedule = 'list' needs record.times")
+        for i, t in enumerate(rec["times"]):
+            if not _is_number(t) or not 0 <= t <= t_end:
+                raise ConfigError(f"record.times[{i}] = {t!r}: must be a number in [0, t_end = "
+                                  f"{t_end}]")
+    if rec["particles"] == "subsample" and rec["particle_count"] > m:
+        raise ConfigError(f"record.particle_count = {rec['particle_count']}: must be <= "
+                          f"model.width = {m}")
+    if rec["grid_min"] or rec["grid_max"] or rec["grid_points"]:
+        lists = {n: rec[n] for n in ("grid_min", "grid_max", "grid_points")}
+        if any(len(v) != d for v in lists.values()) or d > 2:
+            raise ConfigError(f"record.grid_min/grid_max/grid_points = {list(lists.values())}: an "
+                              f"evaluation grid needs one entry per input dimension (d = {d}), "
+                              "and d must be 1 or 2")
+        if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 2
+                   for p in rec["grid_points"]):
+            raise ConfigError(f"record.grid_points = {rec['grid_points']!r}: integers >= 2")
+        if not all(_is_number(lo) and _is_number(hi) and lo < hi
+                   for lo, hi in zip(rec["grid_min"], rec["grid_max"])):
+            raise ConfigError(f"record.grid_min = {rec['grid_min']!r}, record.grid_max = "
+                              f"{rec['grid_max']!r}: need numbers with min < max on every axis")

@@ -1,0 +1,169 @@
+"""The config schema: every key a run reads, with its type, default, allowed values and meaning.
+
+The allowed names of activations, losses and integrators are declared here, at the top of the
+package's dependency order; tests check them against the model's and integrator's registries.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softplus", "flat_sigmoid")
+LOSSES = ("logistic", "exponential", "softmax_ce")
+BINARY_LOSSES = ("logistic", "exponential")
+METHODS = ("euler", "heun", "rk4", "bs3", "dopri5")
+GROUPS = ("a", "w", "b")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown, of the wrong type or impossible. The message names the
+    key (dotted path), the offending value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its Python type(s), default (``REQUIRED`` if none) and an optional check
+    returning an error text (what is allowed) or None."""
+
+    types: tuple
+    default: Any
+    doc: str
+    check: Callable[[Any], str | None] | None = None
+    choices: tuple | None = None
+
+
+REQUIRED = object()
+_NUM = (int, float)
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _nonneg(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _finite_nonneg(v):
+    return None if math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
+
+
+def _finite_positive(v):
+    return None if math.isfinite(v) and v > 0 else "must be a finite number > 0"
+
+
+def _int_at_least(lo):
+    return lambda v: None if v >= lo else f"must be an integer >= {lo}"
+
+
+def _prob(v):
+    return None if 0 < v < 1 else "must lie strictly between 0 and 1"
+
+
+def _groups(v):
+    bad = [g for g in v if g not in GROUPS]
+    if bad or len(set(v)) != len(v):
+        return f"must be a list of distinct names from {list(GROUPS)}"
+    return None
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "run": {
+        "seed": Key((int,), 0, "root seed; replica r draws from SeedSequence(seed, spawn_key=(r,))",
+                    _nonneg),
+        "replicas": Key((int,), 1, "number R of independent replicas integrated together",
+                        _int_at_least(1)),
+        "first_replica": Key((int,), 0, "global index of replica 0 (split one ensemble over jobs)",
+                             _nonneg),
+        "t_end": Key(_NUM, REQUIRED, "final physical time", _finite_positive),
+        "dtype": Key((str,), "float64", "storage precision of particles and data",
+                     choices=("float64", "float32")),
+        "backend": Key((str,), "cpu", "kernel implementation", choices=("cpu",)),
+        "threads": Key((int,), 0, "most threads the kernels use; 0 = all Numba has (small "
+                       "problems use fewer: see kernels.choose_threads)", _nonneg),
+    },
+    "model": {
+        "width": Key((int,), REQUIRED, "number of neurons m (with explicit init: the number listed)",
+                     _int_at_least(1)),
+        "activation": Key((str,), "relu", "activation sigma", choices=ACTIVATIONS),
+        "leaky_slope": Key(_NUM, 0.01, "slope of leaky_relu for z < 0", _finite_nonneg),
+        "loss": Key((str,), "logistic", "loss function", choices=LOSSES),
+        "bias": Key((bool,), True, "whether neurons have a bias b_i"),
+        "scaling": Key((str,), "mean_field", "output scale s_m: 1/m (mean_field) or 1 (standard)",
+                       choices=("mean_field", "standard")),
+        "train": Key((list,), ["a", "w", "b"], "parameter groups that move", _groups),
+    },
+    "data": {
+        "kind": Key((str,), REQUIRED, "how the points are made",
+                    choices=("explicit", "intervals", "gaussian_mixture")),
+        "seed": Key((int,), -1, "seed for random data; -1 uses run.seed", _int_at_least(-1)),
+        # explicit
+        "x": Key((list,), [], "explicit points: list of numbers (d = 1) or of d-vectors"),
+        "labels": Key((list,), [], "explicit labels: +-1 (binary losses) or 0..k-1 (softmax_ce)"),
+        "weights": Key((list,), [], "explicit point weights p_j (normalised to sum 1); [] = equal"),
+        # intervals (d = 1)
+        "classes": Key((list,), [], "intervals: list of tables {label, interval = [lo, hi], points}"),
+        "placement": Key((str,), "grid", "intervals: evenly spaced with both ends, or uniform random",
+                         choices=("grid", "random")),
+        # gaussian mixture
+        "num_classes": Key((int,), 2, "gaussian_mixture: number of classes K", _int_at_least(2)),
+        "dim": Key((int,), 2, "gaussian_mixture: input dimension d", _int_at_least(1)),
+        "points_per_class": Key((int,), 10, "gaussian_mixture: points per class", _int_at_least(1)),
+        "separation": Key(_NUM, 2.0, "gaussian_mixture: norm of each class mean", _finite_nonneg),
+        "spread": Key(_NUM, 0.5, "gaussian_mixture: standard deviation within a class",
+                      _finite_nonneg),
+        # modifiers, all kinds
+        "class_weights": Key((list,), [], "total weight of each class (in label order); [] = by count"),
+        "random_labels": Key((bool,), False, "replace the labels by uniformly random ones"),
+    },
+    "init": {
+        "kind": Key((str,), "gaussian", "initial particles",
+                    choices=("gaussian", "balanced", "explicit")),
+        "scale_a": Key(_NUM, 1.0, "gaussian: standard deviation of a_i", _finite_nonneg),
+        "scale_w": Key(_NUM, 1.0, "standard deviation of w_i (gaussian, balanced)", _finite_nonneg),
+        "scale_b": Key(_NUM, 1.0, "standard deviation of b_i (gaussian, balanced)", _finite_nonneg),
+        "a": Key((list,), [], "explicit: one a_i per neuron (number, or k-vector)"),
+        "w": Key((list,), [], "explicit: one w_i per neuron (number, or d-vector)"),
+        "b": Key((list,), [], "explicit: one b_i per neuron; [] = zeros"),
+    },
+    "integrator": {
+        "method": Key((str,), "dopri5", "time stepper", choices=METHODS),
+        "dt": Key(_NUM, 1e-2, "fixed step, or first trial step of an adaptive method",
+                  _finite_positive),
+        "rtol": Key(_NUM, 1e-6, "adaptive: relative tolerance per step", _finite_positive),
+        "atol": Key(_NUM, 1e-9, "adaptive: absolute tolerance per step", _finite_positive),
+        "dt_max": Key(_NUM, math.inf, "adaptive: largest step allowed", _positive),
+        "dt_min": Key(_NUM, 1e-12, "adaptive: smallest step before giving up", _finite_positive),
+        "safety": Key(_NUM, 0.9, "adaptive: safety factor of the step controller", _prob),
+        "max_steps": Key((int,), 100_000_000, "abort after this many steps", _int_at_least(1)),
+    },
+    "record": {
+        "schedule": Key((str,), "log", "record times: log-spaced, linear or an explicit list",
+                        choices=("log", "linear", "list")),
+        "count": Key((int,), 50, "log, linear: number of records after t = 0", _int_at_least(1)),
+        "t_first": Key(_NUM, 1e-2, "log: first positive record time", _finite_positive),
+        "times": Key((list,), [], "list: record times (t = 0 and t_end are always added)"),
+        "particles": Key((str,), "none", "particle snapshots: none, all, or subsample",
+                         choices=("none", "all", "subsample")),
+        "particle_count": Key((int,), 100, "subsample: particles kept (fixed, seeded)",
+                              _int_at_least(1)),
+        "grid_min": Key((list,), [], "evaluation grid lower corner (d = 1 or 2); [] = no grid"),
+        "grid_max": Key((list,), [], "evaluation grid upper corner"),
+        "grid_points": Key((list,), [], "evaluation grid points per axis"),
+        "flush_every": Key((int,), 1, "write buffered records to disk every N records",
+                           _int_at_least(1)),
+    },
+}
+
+
+def _type_names(types) -> str:
+    if types == _NUM:
+        return "a number"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

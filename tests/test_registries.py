@@ -1,0 +1,23 @@
+"""The names the config accepts are exactly the ones the model and integrators implement."""
+from meanfield_sim import config
+from meanfield_sim.integrate.tableaus import TABLEAUS
+from meanfield_sim.kernels import BACKENDS
+from meanfield_sim.model.activations import ACTIVATION_IDS
+from meanfield_sim.model.losses import LOSS_IDS
+
+
+def test_activation_names_match_the_model():
+    assert set(config.ACTIVATIONS) == set(ACTIVATION_IDS)
+
+
+def test_loss_names_match_the_model():
+    assert set(config.LOSSES) == set(LOSS_IDS)
+    assert set(config.BINARY_LOSSES) < set(LOSS_IDS)
+
+
+def test_integrator_names_match_the_tableaus():
+    assert set(config.METHODS) == set(TABLEAUS)
+
+
+def test_backend_names_match_the_kernels():
+    assert set(config.SCHEMA["run"]["backend"].choices) == set(BACKENDS)
