@@ -84,8 +84,14 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
             bar.__exit__(None, None, None)
     if not quiet:
         click.echo(f"wrote {out}: t = {result.t:.6g} in {result.steps} steps, "
-                   f"{result.grad_evals} gradient evaluations, {result.wall_seconds:.2f} s; "
+                   f"{result.grad_evals} gradient evaluations, "
+                   f"{result.wall_seconds - result.compile_seconds:.2f} s"
+                   f"{_compile_note(result.compile_seconds)}; "
                    f"final risk {_summary(result.risk)}, margin {_summary(result.margin)}")
+
+
+def _compile_note(seconds: float) -> str:
+    return f" (+ {seconds:.1f} s compiling kernels)" if seconds >= 1.0 else ""
 
 
 def _summary(values: np.ndarray) -> str:

@@ -52,6 +52,22 @@ class ParticleFlow:
         self.threads = choose_threads(replicas * spec.width * data.n, threads)
         self.grad_evals = 0  # velocity evaluations, each a forward plus a backward pass
 
+    def warm_up(self) -> None:
+        """Compile the kernels for this flow's types (or load them from Numba's disk cache) by
+        running them on a one-particle, one-point problem; costs no gradient evaluation."""
+        s, p = self.spec, self.spec.params_per_particle
+        thetaT = np.zeros((1, p, 1), dtype=self.dtype)
+        h, dual = np.zeros((1, 1, s.outputs)), np.zeros((1, 1, s.outputs))
+        risk, log_risk, log_scale = np.zeros(1), np.zeros(1), np.zeros(1)
+        x = np.ascontiguousarray(self.x[:1])
+        self.kernels.forward(thetaT, x, s.outputs, s.act_id, s.activation_param, s.scale, h)
+        self.kernels.loss_pass(h, self.label[:1], self.log_weight[:1], s.loss_id, dual, risk,
+                               log_risk, log_scale)
+        self.kernels.velocity(thetaT, np.ascontiguousarray(x.T),
+                              np.ascontiguousarray(dual.transpose(0, 2, 1)), log_scale,
+                              s.outputs, s.act_id, s.activation_param, *self._train,
+                              np.zeros((1, 1, p), dtype=self.dtype))
+
     def outputs_at(self, theta: np.ndarray, points: np.ndarray) -> np.ndarray:
         """h(points) for every replica, shape (R, len(points), k)."""
         pts = np.ascontiguousarray(points, dtype=self.dtype)

@@ -21,3 +21,14 @@ def test_integrator_names_match_the_tableaus():
 
 def test_backend_names_match_the_kernels():
     assert set(config.SCHEMA["run"]["backend"].choices) == set(BACKENDS)
+
+
+def test_kernel_disk_cache_tracks_the_model_sources():
+    """Numba's cache would only notice edits of kernels/cpu.py; ours is stamped with a digest of
+    the activation and loss sources too, so changing them recompiles instead of loading stale
+    code."""
+    from meanfield_sim.kernels import cpu
+
+    digest = cpu.kernel_source_digest()
+    for kernel in (cpu.forward, cpu.loss_pass, cpu.velocity):
+        assert kernel._cache._cache_file._source_stamp == digest

@@ -1,7 +1,8 @@
 """One HDF5 file per run, laid out after H5MD and readable by xarray (h5netcdf engine).
 
     /                      attrs: status ('running' | 'complete' | 'interrupted' | 'failed'),
-                           n_records, started, finished, wall_seconds, grad_evals, message,
+                           n_records, started, finished, wall_seconds (compile_seconds of it
+                           spent compiling or loading kernels), steps, grad_evals, message,
                            seed, replicas, versions of meanfield_sim / numba / numpy / h5py / python
     /h5md                  H5MD identification (version, creator)
     /parameters/config     the fully resolved config as TOML text: the file alone reproduces the run

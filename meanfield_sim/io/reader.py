@@ -29,7 +29,8 @@ def describe(path) -> str:
                  f"records:     {n}" + (f", t = {obs['time'][0]:.4g} .. {obs['time'][n - 1]:.6g}"
                                         if n else ""),
                  f"integration: {a['steps']} steps, {a['grad_evals']} gradient evaluations, "
-                 f"{a['wall_seconds']:.2f} s wall"]
+                 f"{a['wall_seconds']:.2f} s wall ({a['compile_seconds']:.2f} s of it compiling "
+                 "or loading kernels)"]
         extras = [name for name in ("grid_outputs",) if name in obs]
         if "particles" in f:
             net = f["particles/network"]

@@ -16,7 +16,9 @@ but are deterministic for a given machine, thread count and input.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 from numba import njit, prange
@@ -191,3 +193,27 @@ def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_
             for l in range(d):
                 v_out[r, i, k + l] = speed * acc_w[l] if train_w else 0.0
             v_out[r, i, p - 1] = speed * acc_b if train_b else 0.0
+
+
+KERNEL_SOURCES = ("kernels/cpu.py", "model/activations.py", "model/losses.py")
+
+
+def kernel_source_digest() -> str:
+    """SHA-256 of every source file the kernels are compiled from."""
+    root = Path(__file__).resolve().parents[1]
+    return hashlib.sha256(b"".join((root / f).read_bytes() for f in KERNEL_SOURCES)).hexdigest()
+
+
+def _stamp_disk_cache(*kernels) -> None:
+    """Numba invalidates a kernel's disk cache only when the kernel's own file changes; these
+    kernels inline functions from model/, so an edit or upgrade there would load stale machine
+    code. Stamping each cache with a digest of all their sources makes such a cache miss and
+    recompile. (Uses Numba's cache internals; if they move, caching still works as before.)"""
+    digest = kernel_source_digest()
+    for kernel in kernels:
+        cache_file = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
+        if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+            cache_file._source_stamp = digest
+
+
+_stamp_disk_cache(forward, loss_pass, velocity)
