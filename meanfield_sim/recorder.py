@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .flow import ParticleFlow
+from .flows.base import Series, GroupLayout
 
 
 def record_times(rec: dict, t_end: float) -> np.ndarray:
@@ -49,34 +49,46 @@ def margins(outputs: np.ndarray, label: np.ndarray, weight: np.ndarray) -> np.nd
     return (own - other.max(axis=2)).min(axis=1)
 
 
-def path_norm(theta: np.ndarray, k: int, d: int, scale: float) -> np.ndarray:
-    """(R,) path norm s_m sum_i |a_i| (|w_i| + |b_i|) (Euclidean norms of a_i and w_i)."""
-    t = theta.astype(np.float64, copy=False)
-    a = np.linalg.norm(t[:, :, :k], axis=2)
-    w = np.linalg.norm(t[:, :, k:k + d], axis=2)
-    return scale * (a * (w + np.abs(t[:, :, k + d]))).sum(axis=1)
-
-
 class Recorder:
-    """Turns a state into one record (a dict of arrays) for :class:`io.h5file.RunFile`."""
+    """Turns a state into one record for :class:`io.h5file.RunFile`: a dict with time, step,
+    grad_evals and one dict of arrays per group (``observables`` and the flow's snapshots)."""
 
-    def __init__(self, flow: ParticleFlow, grid: np.ndarray | None = None,
-                 particle_ids: np.ndarray | None = None):
-        self.flow, self.grid, self.particle_ids = flow, grid, particle_ids
+    def __init__(self, flow, grid: np.ndarray | None = None,
+                 snapshot: GroupLayout | None = None):
+        self.flow, self.grid, self.snapshot = flow, grid, snapshot
+
+    def layouts(self) -> dict:
+        """The groups this recorder fills, for :class:`io.h5file.RunFile`."""
+        flow = self.flow
+        obs = {"risk": Series(("replica",), "risk R = sum_j p_j l(h(x_j), y_j)"),
+               "log_risk": Series(("replica",), "natural log of the risk"),
+               "margin": Series(("replica",), "min_j y_j h(x_j) (binary); "
+                                "min_j h_yj - max_{q != y_j} h_q (k classes)"),
+               **{name: Series(("replica",), doc) for name, doc in flow.scalar_series.items()},
+               "outputs": Series(("replica", "sample", "output"), "outputs h(x_j)")}
+        coords = {"sample": np.arange(flow.data.n), "output": np.arange(flow.outputs)}
+        static = {}
+        if self.grid is not None:
+            obs["grid_outputs"] = Series(("replica", "grid_point", "output"),
+                                         "network outputs on the evaluation grid")
+            coords.update(grid_point=np.arange(self.grid.shape[0]),
+                          input=np.arange(self.grid.shape[1]))
+            static["grid_x"] = (self.grid, ("grid_point", "input"), "evaluation grid points")
+        layouts = {"observables": GroupLayout("observables", coords, obs, static)}
+        if self.snapshot is not None:
+            layouts[self.snapshot.group] = self.snapshot
+        return layouts
 
     def frame(self, theta: np.ndarray, t: float, step: int) -> dict:
-        flow, spec = self.flow, self.flow.spec
+        flow = self.flow
         ev = flow.evaluate(theta)
-        out = {"time": t, "step": step, "grad_evals": flow.grad_evals,
-               "risk": ev.risk.copy(), "log_risk": ev.log_risk.copy(),
+        obs = {"risk": ev.risk.copy(), "log_risk": ev.log_risk.copy(),
                "outputs": ev.outputs.copy(),
                "margin": margins(ev.outputs, flow.data.label, flow.data.weight),
-               "path_norm": path_norm(theta, spec.outputs, spec.input_dim, spec.scale)}
+               **flow.scalars(theta)}
         if self.grid is not None:
-            out["grid_outputs"] = flow.outputs_at(theta, self.grid)
-        if self.particle_ids is not None:
-            sub = theta[:, self.particle_ids, :].astype(np.float64)
-            sl = spec.slices
-            out["particles"] = {"a": sub[:, :, sl["a"]], "w": sub[:, :, sl["w"]],
-                                "b": sub[:, :, sl["b"]][:, :, 0]}
+            obs["grid_outputs"] = flow.outputs_at(theta, self.grid)
+        out = {"time": t, "step": step, "grad_evals": flow.grad_evals, "observables": obs}
+        if self.snapshot is not None:
+            out[self.snapshot.group] = flow.snapshot(theta)
         return out

@@ -16,14 +16,11 @@ from typing import Callable
 import numpy as np
 
 from . import config as config_mod
-from .flow import ParticleFlow
-from .integrate.stepper import IntegratorState, RungeKutta, StepControl
+from .flows import build_flow
+from .integrate import make_integrator
+from .integrate.stepper import IntegratorState
 from .io.h5file import STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED, RunFile
-from .model.data import build_dataset
-from .model.network import initial_particles, network_spec
 from .recorder import Recorder, evaluation_grid, record_times
-
-PARTICLE_SUBSAMPLE_STREAM = 0x5A3B
 
 
 class Terminated(Exception):
@@ -43,27 +40,6 @@ class RunResult:
     margin: np.ndarray
 
 
-def build_flow(cfg: dict) -> tuple[ParticleFlow, np.ndarray]:
-    """The vector field and initial state described by a resolved config."""
-    spec = network_spec(cfg)
-    data = build_dataset(cfg)
-    dtype = np.dtype(cfg["run"]["dtype"])
-    flow = ParticleFlow(spec, data, cfg["run"]["replicas"], dtype=dtype,
-                        backend=cfg["run"]["backend"], threads=cfg["run"]["threads"])
-    return flow, initial_particles(cfg, spec, dtype)
-
-
-def _particle_ids(cfg: dict, m: int) -> np.ndarray | None:
-    rec = cfg["record"]
-    if rec["particles"] == "none":
-        return None
-    if rec["particles"] == "all":
-        return np.arange(m)
-    rng = np.random.default_rng(np.random.SeedSequence(cfg["run"]["seed"],
-                                                       spawn_key=(PARTICLE_SUBSAMPLE_STREAM,)))
-    return np.sort(rng.choice(m, size=rec["particle_count"], replace=False))
-
-
 def run(cfg: dict, out_path: str | Path,
         progress: Callable[[float, float, np.ndarray], None] | None = None) -> RunResult:
     """Integrate the run described by ``cfg`` (resolved) and write it to ``out_path``.
@@ -73,16 +49,16 @@ def run(cfg: dict, out_path: str | Path,
     flow, theta = build_flow(cfg)
     flow.warm_up()
     compile_seconds = time.perf_counter() - start
-    spec, run_cfg = flow.spec, cfg["run"]
-    grid = evaluation_grid(cfg["record"])
-    pids = _particle_ids(cfg, spec.width)
+    run_cfg = cfg["run"]
+    grid = evaluation_grid(cfg["record"]) if flow.supports_grid else None
     replica_ids = run_cfg["first_replica"] + np.arange(run_cfg["replicas"])
-    meta = {"seed": run_cfg["seed"], "replicas": run_cfg["replicas"], "t_end": run_cfg["t_end"],
-            "grad_evals": 0, "steps": 0, "wall_seconds": 0.0, "compile_seconds": compile_seconds}
-    out = RunFile(out_path, config_mod.to_toml(cfg), meta, flow.data, replica_ids, spec.outputs,
-                  particle_ids=pids, grid=grid, flush_every=cfg["record"]["flush_every"])
-    recorder = Recorder(flow, grid, pids)
-    stepper = RungeKutta(flow, StepControl.from_config(cfg["integrator"]), spec.train_mask())
+    meta = {"model": cfg["model"]["kind"], "seed": run_cfg["seed"],
+            "replicas": run_cfg["replicas"], "t_end": run_cfg["t_end"], "grad_evals": 0,
+            "steps": 0, "wall_seconds": 0.0, "compile_seconds": compile_seconds}
+    recorder = Recorder(flow, grid, flow.snapshot_layout(cfg))
+    out = RunFile(out_path, config_mod.to_toml(cfg), meta, flow.data, replica_ids,
+                  recorder.layouts(), flush_every=cfg["record"]["flush_every"])
+    stepper = make_integrator(flow, cfg["integrator"])
     state = IntegratorState(theta=theta, dt=cfg["integrator"]["dt"])
     frame = None
 
@@ -97,7 +73,7 @@ def run(cfg: dict, out_path: str | Path,
             frame = recorder.frame(state.theta, state.t, state.step)
             out.append(frame)
             if progress is not None:
-                progress(state.t, run_cfg["t_end"], frame["risk"])
+                progress(state.t, run_cfg["t_end"], frame["observables"]["risk"])
     except (KeyboardInterrupt, Terminated) as exc:
         out.close(STATUS_INTERRUPTED, message=f"interrupted by {type(exc).__name__}", **totals())
         raise
@@ -108,8 +84,8 @@ def run(cfg: dict, out_path: str | Path,
         _restore_sigterm(previous)
     out.close(STATUS_COMPLETE, **totals())
     return RunResult(Path(out_path), STATUS_COMPLETE, state.t, state.step, flow.grad_evals,
-                     time.perf_counter() - start, compile_seconds, frame["risk"],
-                     frame["margin"])
+                     time.perf_counter() - start, compile_seconds, frame["observables"]["risk"],
+                     frame["observables"]["margin"])
 
 
 def _install_sigterm():

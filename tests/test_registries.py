@@ -1,5 +1,6 @@
 """The names the config accepts are exactly the ones the model and integrators implement."""
 from meanfield_sim import config
+from meanfield_sim.integrate import OPTIMIZERS
 from meanfield_sim.integrate.tableaus import TABLEAUS
 from meanfield_sim.kernels import BACKENDS
 from meanfield_sim.model.activations import ACTIVATION_IDS
@@ -15,8 +16,13 @@ def test_loss_names_match_the_model():
     assert set(config.BINARY_LOSSES) < set(LOSS_IDS)
 
 
-def test_integrator_names_match_the_tableaus():
-    assert set(config.METHODS) == set(TABLEAUS)
+def test_integrator_names_match_the_tableaus_and_optimisers():
+    assert set(config.METHODS) == set(TABLEAUS) | set(OPTIMIZERS)
+
+
+def test_model_kinds_match_the_flows():
+    from meanfield_sim.flows import FLOW_KINDS
+    assert set(config.MODEL_KINDS) == set(FLOW_KINDS)
 
 
 def test_backend_names_match_the_kernels():

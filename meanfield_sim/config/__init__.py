@@ -15,10 +15,11 @@ import tomllib
 from pathlib import Path
 
 from .rules import check_consistency
-from .schema import (ACTIVATIONS, BINARY_LOSSES, GROUPS, LOSSES, METHODS, REQUIRED, SCHEMA,
-                     ConfigError, Key, _NUM, _type_names)
+from .schema import (ACTIVATIONS, BINARY_LOSSES, GROUPS, LOSSES, METHODS, MODEL_KINDS, REQUIRED,
+                     SCHEMA, ConfigError, Key, _NUM, _type_names)
 
-__all__ = ["ACTIVATIONS", "BINARY_LOSSES", "GROUPS", "LOSSES", "METHODS", "SCHEMA", "ConfigError",
+__all__ = ["ACTIVATIONS", "BINARY_LOSSES", "GROUPS", "LOSSES", "METHODS", "MODEL_KINDS", "SCHEMA",
+           "ConfigError",
            "Key", "apply_override", "load", "loads", "reference_markdown", "resolve", "to_toml"]
 
 

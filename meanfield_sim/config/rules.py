@@ -29,6 +29,7 @@ def _vector_list(dotted: str, value, length: int | None, what: str) -> list[list
 def check_consistency(cfg: dict) -> None:
     """Apply every cross-key rule (normalising explicit lists to rows of floats) and record the
     derived sizes under ``cfg['derived']``: input_dim d, outputs k, class_labels."""
+    _model_kind_rules(cfg)
     d, k, class_labels = _data_rules(cfg)
     _explicit_init_rules(cfg, d, k)
     _integrator_and_record_rules(cfg, d)
@@ -36,6 +37,30 @@ def check_consistency(cfg: dict) -> None:
     if not model["bias"] and "b" in model["train"]:
         model["train"] = [g for g in model["train"] if g != "b"]
     cfg["derived"] = {"input_dim": d, "outputs": k, "class_labels": class_labels}
+
+
+def _model_kind_rules(cfg: dict) -> None:
+    """A network needs a width and inputs; the toy models need softmax_ce and have no inputs,
+    neurons or evaluation grid."""
+    model, data, rec = cfg["model"], cfg["data"], cfg["record"]
+    if model["kind"] == "network":
+        if model["width"] < 1:
+            raise ConfigError(f"model.width = {model['width']}: model.kind = 'network' needs the "
+                              "number of neurons m >= 1")
+        if data["kind"] == "classes":
+            raise ConfigError("data.kind = 'classes' gives labelled points without inputs x; a "
+                              "network needs inputs (explicit, intervals or gaussian_mixture)")
+        return
+    kind = model["kind"]
+    if model["loss"] != "softmax_ce":
+        raise ConfigError(f"model.loss = {model['loss']!r}: model.kind = {kind!r} is a softmax "
+                          "cross-entropy model; use 'softmax_ce'")
+    if rec["grid_points"] or rec["grid_min"] or rec["grid_max"]:
+        raise ConfigError(f"record.grid_points = {rec['grid_points']!r}: model.kind = {kind!r} "
+                          "has no inputs to evaluate on a grid; leave the grid keys empty")
+    if rec["particles"] == "subsample":
+        raise ConfigError(f"record.particles = 'subsample': model.kind = {kind!r} has no "
+                          "neurons; use 'all' (features and A) or 'none'")
 
 
 def _data_rules(cfg: dict) -> tuple[int, int, list]:
@@ -75,6 +100,10 @@ def _data_rules(cfg: dict) -> tuple[int, int, list]:
                 raise ConfigError(f"{where}.points = {c['points']!r}: must be an integer >= 1")
             labels.append(c["label"])
         label_keys = [f"data.classes[{i}].label" for i in range(len(labels))]
+    elif data["kind"] == "classes":
+        d = 0
+        labels = list(range(data["num_classes"]))
+        label_keys = [f"data.num_classes (class {i})" for i in range(len(labels))]
     else:
         d = data["dim"]
         labels = [-1, 1] if (binary and data["num_classes"] == 2) else list(

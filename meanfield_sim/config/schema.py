@@ -12,7 +12,8 @@ from typing import Any, Callable
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softplus", "flat_sigmoid")
 LOSSES = ("logistic", "exponential", "softmax_ce")
 BINARY_LOSSES = ("logistic", "exponential")
-METHODS = ("euler", "heun", "rk4", "bs3", "dopri5")
+METHODS = ("euler", "heun", "rk4", "bs3", "dopri5", "momentum", "adam")
+MODEL_KINDS = ("network", "final_layer", "penultimate_layer")
 GROUPS = ("a", "w", "b")
 
 
@@ -84,8 +85,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "problems use fewer: see kernels.choose_threads)", _nonneg),
     },
     "model": {
-        "width": Key((int,), REQUIRED, "number of neurons m (with explicit init: the number listed)",
-                     _int_at_least(1)),
+        "kind": Key((str,), "network", "the flow: two-layer network, or a toy model of Section 3 "
+                    "(final_layer) or 4 (penultimate_layer), configured in [toy]",
+                    choices=MODEL_KINDS),
+        "width": Key((int,), 0, "network: number of neurons m (with explicit init: the number "
+                     "listed); 0 = unset, for the toy models",
+                     lambda v: None if v >= 0 else "must be an integer >= 1 (0 = unset, for the "
+                     "toy models)"),
         "activation": Key((str,), "relu", "activation sigma", choices=ACTIVATIONS),
         "leaky_slope": Key(_NUM, 0.01, "slope of leaky_relu for z < 0", _finite_nonneg),
         "loss": Key((str,), "logistic", "loss function", choices=LOSSES),
@@ -95,8 +101,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "train": Key((list,), ["a", "w", "b"], "parameter groups that move", _groups),
     },
     "data": {
-        "kind": Key((str,), REQUIRED, "how the points are made",
-                    choices=("explicit", "intervals", "gaussian_mixture")),
+        "kind": Key((str,), REQUIRED, "how the points are made; 'classes' gives labelled points "
+                    "without inputs, for the toy models", choices=("explicit", "intervals",
+                                                                    "gaussian_mixture", "classes")),
         "seed": Key((int,), -1, "seed for random data; -1 uses run.seed", _int_at_least(-1)),
         # explicit
         "x": Key((list,), [], "explicit points: list of numbers (d = 1) or of d-vectors"),
@@ -107,9 +114,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "placement": Key((str,), "grid", "intervals: evenly spaced with both ends, or uniform random",
                          choices=("grid", "random")),
         # gaussian mixture
-        "num_classes": Key((int,), 2, "gaussian_mixture: number of classes K", _int_at_least(2)),
+        "num_classes": Key((int,), 2, "gaussian_mixture, classes: number of classes K",
+                           _int_at_least(2)),
         "dim": Key((int,), 2, "gaussian_mixture: input dimension d", _int_at_least(1)),
-        "points_per_class": Key((int,), 10, "gaussian_mixture: points per class", _int_at_least(1)),
+        "points_per_class": Key((int,), 10, "gaussian_mixture, classes: points per class",
+                                _int_at_least(1)),
         "separation": Key(_NUM, 2.0, "gaussian_mixture: norm of each class mean", _finite_nonneg),
         "spread": Key(_NUM, 0.5, "gaussian_mixture: standard deviation within a class",
                       _finite_nonneg),
@@ -128,15 +137,42 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "b": Key((list,), [], "explicit: one b_i per neuron; [] = zeros"),
     },
     "integrator": {
-        "method": Key((str,), "dopri5", "time stepper", choices=METHODS),
-        "dt": Key(_NUM, 1e-2, "fixed step, or first trial step of an adaptive method",
-                  _finite_positive),
+        "method": Key((str,), "dopri5", "time stepper (Runge-Kutta) or optimiser (momentum, "
+                      "adam)", choices=METHODS),
+        "dt": Key(_NUM, 1e-2, "fixed step = learning rate, or first trial step of an adaptive "
+                  "method", _finite_positive),
         "rtol": Key(_NUM, 1e-6, "adaptive: relative tolerance per step", _finite_positive),
         "atol": Key(_NUM, 1e-9, "adaptive: absolute tolerance per step", _finite_positive),
         "dt_max": Key(_NUM, math.inf, "adaptive: largest step allowed", _positive),
         "dt_min": Key(_NUM, 1e-12, "adaptive: smallest step before giving up", _finite_positive),
         "safety": Key(_NUM, 0.9, "adaptive: safety factor of the step controller", _prob),
         "max_steps": Key((int,), 100_000_000, "abort after this many steps", _int_at_least(1)),
+        "momentum": Key(_NUM, 0.9, "momentum: coefficient mu of the heavy ball", _prob),
+        "beta1": Key(_NUM, 0.9, "adam: decay of the first moment", _prob),
+        "beta2": Key(_NUM, 0.999, "adam: decay of the second moment", _prob),
+        "eps": Key(_NUM, 1e-8, "adam: added to sqrt(v)", _finite_positive),
+    },
+    "toy": {
+        "radius": Key(_NUM, 1.0, "R: bound on each output (final_layer) or feature "
+                      "(penultimate_layer)", _finite_positive),
+        "norm_p": Key(_NUM, 2.0, "final_layer: p of the l^p ball of outputs, in (1, inf]",
+                      lambda v: None if v > 1 else "must be > 1 (inf allowed)"),
+        "feature_dim": Key((int,), 8, "penultimate_layer: feature dimension m", _int_at_least(1)),
+        "operator_bound": Key(_NUM, 1.0, "penultimate_layer: bound on the operator norm of A",
+                              _finite_positive),
+        "bias": Key((bool,), False, "penultimate_layer: output bias b in h = A y + b"),
+        "constraint": Key((str,), "ball", "penultimate_layer: norm balls with projected flow, "
+                          "or weight decay without constraint", choices=("ball", "weight_decay")),
+        "weight_decay_A": Key(_NUM, 1e-3, "weight_decay: lambda_A of lambda_A |A|_F^2",
+                              _finite_nonneg),
+        "weight_decay_Y": Key(_NUM, 1e-3, "weight_decay: lambda_Y of lambda_Y sum_j |y_j|^2",
+                              _finite_nonneg),
+        "init_offset": Key(_NUM, 0.1, "std of each class's common initial offset",
+                           _finite_nonneg),
+        "init_spread": Key(_NUM, 0.1, "std of each point's own initial deviation (spread "
+                           "within classes)", _finite_nonneg),
+        "init_scale_A": Key(_NUM, 1.0, "penultimate_layer: A starts with entries of std "
+                            "init_scale_A / sqrt(m)", _finite_nonneg),
     },
     "record": {
         "schedule": Key((str,), "log", "record times: log-spaced, linear or an explicit list",

@@ -10,6 +10,11 @@ lower-order solution of the pair has order q - 1), never growing right after a r
 
 Requested output times are stepped onto exactly (the step is clipped, and the controller's proposal
 is kept for the step after), so records need no interpolation.
+
+Constrained flows (projected gradient flows) supply the tangent-cone velocity; after every
+accepted step the state is projected back onto the constraint set (the projection method of
+Hairer-Lubich-Wanner, GNI IV.4), which keeps each method's order while the active constraints stay
+the same and costs one order at the instants where they change.
 """
 from __future__ import annotations
 
@@ -23,9 +28,13 @@ from .tableaus import TABLEAUS, Tableau
 
 
 class VectorField(Protocol):
+    """What the integrators need of a flow (see ``flows.base``)."""
     grad_evals: int
+    constrained: bool
 
     def velocity(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray: ...
+
+    def project(self, theta: np.ndarray) -> None: ...
 
 
 class IntegrationError(RuntimeError):
@@ -57,6 +66,7 @@ class IntegratorState:
     dt: float = 1e-2          # step proposed for the next step
     rejected: int = 0
     k_first: np.ndarray | None = field(default=None, repr=False)  # FSAL stage, if valid
+    moments: dict = field(default_factory=dict, repr=False)  # optimiser buffers (momentum, Adam)
 
 
 class RungeKutta:
@@ -153,7 +163,12 @@ class RungeKutta:
                         f"at t = {state.t:.6g}; the flow may be stiff or singular there")
 
     def _accept(self, state, y_new, t_new):
+        if self.field.constrained:
+            # projection method: the step's drift off the constraint set is removed, and the
+            # last stage (evaluated before projecting) is no longer the derivative there
+            self.field.project(y_new)
         state.theta = y_new
         state.t = t_new
         state.step += 1
-        state.k_first = self._k[-1].copy() if self.tableau.fsal else None
+        reuse = self.tableau.fsal and not self.field.constrained
+        state.k_first = self._k[-1].copy() if reuse else None

@@ -81,27 +81,22 @@ def _static(group: h5py.Group, name: str, data, dims: tuple, attrs: dict | None 
 
 
 class RunFile:
-    """Writer of one run's file. Frames go through :meth:`append`; :meth:`close` sets the status.
+    """Writer of one run's file. Records go through :meth:`append`; :meth:`close` sets the status.
 
-    ``layout`` gives the sizes: replicas (global ids), n, k, d, particle ids to snapshot
-    (or None), grid points (G, d) (or None).
+    ``groups`` maps group paths to layouts (``flows.base.GroupLayout``): each becomes a group with
+    its own time axis (time, step, grad_evals), a ``replica`` axis with ``replica_ids``, the
+    layout's coordinates and static datasets, and one unlimited time series per variable.
+    A record is {"time", "step", "grad_evals", <group path>: {variable: array}}.
     """
 
-    SERIES = {  # name: (dims after time, attrs)
-        "risk": (("replica",), {"long_name": "risk R = sum_j p_j l(h(x_j), y_j)"}),
-        "log_risk": (("replica",), {"long_name": "natural log of the risk"}),
-        "margin": (("replica",), {"long_name": "min_j y_j h(x_j) (binary); min_j h_yj - "
-                                               "max_{q != y_j} h_q (k classes)"}),
-        "path_norm": (("replica",), {"long_name": "s_m sum_i |a_i| (|w_i| + |b_i|)"}),
-    }
-
     def __init__(self, path: str | Path, config_toml: str, meta: dict, data, replica_ids,
-                 outputs: int, particle_ids=None, grid=None, flush_every: int = 1):
+                 groups: dict, flush_every: int = 1):
         self.path = Path(path)
         # Superblock v0 (libver "earliest"): newer formats set an "open for write" flag that
         # makes a file unreadable while it is written and forever after a SIGKILL.
         self.f = h5py.File(self.path, "w", libver=("earliest", "v108"))
         self.flush_every = flush_every
+        self.groups = groups
         self._buffer: list[dict] = []
         self.n_records = 0
         f = self.f
@@ -124,81 +119,48 @@ class RunFile:
                 {"long_name": "labels: +-1 (binary) or class index"})
         _static(g, "weight", data.weight, ("sample",), {"long_name": "weights p_j, sum 1"})
 
-        obs = f.create_group("observables")
-        self._time_axis(obs)
-        _coord(obs, "replica", np.asarray(replica_ids))
-        _coord(obs, "sample", np.arange(n))
-        _coord(obs, "output", np.arange(outputs))
-        for name, (dims, attrs) in self.SERIES.items():
-            _variable(obs, name, dims, (len(replica_ids),), np.float64, attrs)
-        _variable(obs, "outputs", ("replica", "sample", "output"), (len(replica_ids), n, outputs),
-                  np.float64, {"long_name": "network outputs h(x_j)"})
-        if grid is not None:
-            _coord(obs, "grid_point", np.arange(grid.shape[0]))
-            _coord(obs, "input", np.arange(d))
-            _static(obs, "grid_x", grid, ("grid_point", "input"),
-                    {"long_name": "evaluation grid points"})
-            _variable(obs, "grid_outputs", ("replica", "grid_point", "output"),
-                      (len(replica_ids), grid.shape[0], outputs), np.float64,
-                      {"long_name": "network outputs on the evaluation grid"})
-
-        self.snapshot = particle_ids is not None
-        if self.snapshot:
-            net = f.create_group("particles").create_group("network")
-            self._time_axis(net)
-            _coord(net, "replica", np.asarray(replica_ids))
-            _coord(net, "particle", np.asarray(particle_ids))
-            _coord(net, "output", np.arange(outputs))
-            _coord(net, "input", np.arange(d))
-            shape = (len(replica_ids), len(particle_ids))
-            _variable(net, "a", ("replica", "particle", "output"), (*shape, outputs), np.float64,
-                      {"long_name": "outer weights a_i"})
-            _variable(net, "w", ("replica", "particle", "input"), (*shape, d), np.float64,
-                      {"long_name": "inner weights w_i"})
-            _variable(net, "b", ("replica", "particle"), shape, np.float64,
-                      {"long_name": "biases b_i"})
+        for name, layout in groups.items():
+            g = f.require_group(name)
+            self._time_axis(g)
+            _coord(g, "replica", np.asarray(replica_ids))
+            for dim, values in layout.coords.items():
+                _coord(g, dim, values)
+            for var, (values, dims, long_name) in layout.static.items():
+                _static(g, var, values, dims, {"long_name": long_name})
+            for var, series in layout.variables.items():
+                tail = tuple(g[dim].shape[0] for dim in series.dims)
+                _variable(g, var, series.dims, tail, np.float64, {"long_name": series.long_name})
         f.flush()
 
     @staticmethod
     def _time_axis(group):
         t = _coord(group, "time", np.zeros(0), unlimited=True)
         t.attrs["long_name"] = "physical time t of the gradient flow"
-        step = group.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64,
-                                    chunks=(1024,))
-        step.dims[0].attach_scale(t)
-        evals = group.create_dataset("grad_evals", shape=(0,), maxshape=(None,), dtype=np.int64,
-                                     chunks=(1024,))
-        evals.dims[0].attach_scale(t)
+        for name in ("step", "grad_evals"):
+            ds = group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=np.int64,
+                                      chunks=(1024,))
+            ds.dims[0].attach_scale(t)
 
     def append(self, frame: dict) -> None:
-        """Buffer one record: time, step, grad_evals, the SERIES, outputs, optional grid_outputs,
-        optional particles {a, w, b}."""
+        """Buffer one record; write the buffer every ``flush_every`` records."""
         self._buffer.append(frame)
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
+        """Append the buffered records to every group, then commit ``n_records`` and flush."""
         if not self._buffer:
             return
         frames, self._buffer = self._buffer, []
         n0, n1 = self.n_records, self.n_records + len(frames)
-        groups = [self.f["observables"]]
-        if self.snapshot:
-            groups.append(self.f["particles/network"])
-        for g in groups:
-            for name in ("time", "step", "grad_evals"):
-                g[name].resize((n1,))
-                g[name][n0:n1] = [fr[name] for fr in frames]
-        obs = self.f["observables"]
-        for name in (*self.SERIES, "outputs", "grid_outputs"):
-            if name in obs:
-                obs[name].resize((n1, *obs[name].shape[1:]))
-                obs[name][n0:n1] = np.stack([fr[name] for fr in frames])
-        if self.snapshot:
-            net = self.f["particles/network"]
-            for name in ("a", "w", "b"):
-                net[name].resize((n1, *net[name].shape[1:]))
-                net[name][n0:n1] = np.stack([fr["particles"][name] for fr in frames])
+        for name, layout in self.groups.items():
+            g = self.f[name]
+            for axis in ("time", "step", "grad_evals"):
+                g[axis].resize((n1,))
+                g[axis][n0:n1] = [fr[axis] for fr in frames]
+            for var in layout.variables:
+                g[var].resize((n1, *g[var].shape[1:]))
+                g[var][n0:n1] = np.stack([fr[name][var] for fr in frames])
         self.n_records = n1
         self.f.attrs["n_records"] = n1
         self.f.flush()

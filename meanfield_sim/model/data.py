@@ -59,6 +59,9 @@ def build_dataset(cfg: dict) -> Dataset:
             ls.append(np.full(c["points"], c["label"]))
         x = np.concatenate(xs)[:, None]
         label = np.concatenate(ls).astype(np.int64)
+    elif data["kind"] == "classes":
+        label = np.repeat(np.asarray(class_labels, dtype=np.int64), data["points_per_class"])
+        x = np.zeros((label.shape[0], 0))
     else:
         x, label = _gaussian_mixture(rng, data, class_labels)
 

@@ -1,4 +1,4 @@
-"""The particle gradient flow of one model on one dataset: the vector field the integrators step.
+"""The mean-field two-layer network as a flow: particles theta_i = (a_i, w_i, b_i).
 
     d theta_i / dt = -(1 / s_m) dR/d theta_i,     R(theta) = sum_j p_j l(h_theta(x_j), y_j)
 
@@ -9,29 +9,23 @@ gradient flow d theta/dt = -grad R, the time of gradient descent with step dt.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import numba
 import numpy as np
 
-import numba
+from ..kernels import choose_threads, get_backend
+from ..model.data import Dataset
+from ..model.network import NetworkSpec
+from .base import Evaluation, Series, GroupLayout
 
-from .kernels import choose_threads, get_backend
-from .model.data import Dataset
-from .model.network import NetworkSpec
-
-
-@dataclass
-class Evaluation:
-    """Outputs and risk of every replica at one state."""
-    outputs: np.ndarray   # (R, n, k) h(x_j)
-    risk: np.ndarray      # (R,)
-    log_risk: np.ndarray  # (R,) log R, finite where R underflows
-    dual: np.ndarray      # (R, n, k) p_j dl/dh / exp(log_scale)
-    log_scale: np.ndarray  # (R,)
+PARTICLE_SUBSAMPLE_STREAM = 0x5A3B
 
 
 class ParticleFlow:
     """Vector field theta -> velocity for states of shape (R, m, k + d + 1)."""
+
+    supports_grid = True
+    constrained = False
+    scalar_series = {"path_norm": "s_m sum_i |a_i| (|w_i| + |b_i|)"}
 
     def __init__(self, spec: NetworkSpec, data: Dataset, replicas: int, dtype=np.float64,
                  backend: str = "cpu", threads: int = 0):
@@ -50,6 +44,9 @@ class ParticleFlow:
         trains = set(spec.train)
         self._train = ("a" in trains, "w" in trains, "b" in trains)
         self.threads = choose_threads(replicas * spec.width * data.n, threads)
+        self.outputs = spec.outputs
+        self.train_mask = spec.train_mask()
+        self._snapshot_ids = None
         self.grad_evals = 0  # velocity evaluations, each a forward plus a backward pass
 
     def warm_up(self) -> None:
@@ -104,7 +101,50 @@ class ParticleFlow:
         return out
 
 
+    def project(self, theta: np.ndarray) -> None:
+        """No constraint: every state is admissible."""
+
+    def scalars(self, theta: np.ndarray) -> dict:
+        s = self.spec
+        return {"path_norm": path_norm(theta, s.outputs, s.input_dim, s.scale)}
+
+    def snapshot_layout(self, cfg: dict) -> GroupLayout | None:
+        """record.particles: none, all, or a fixed seeded subsample of the particles."""
+        rec, m = cfg["record"], self.spec.width
+        if rec["particles"] == "none":
+            return None
+        if rec["particles"] == "all":
+            ids = np.arange(m)
+        else:
+            rng = np.random.default_rng(np.random.SeedSequence(
+                cfg["run"]["seed"], spawn_key=(PARTICLE_SUBSAMPLE_STREAM,)))
+            ids = np.sort(rng.choice(m, size=rec["particle_count"], replace=False))
+        self._snapshot_ids = ids
+        s = self.spec
+        return GroupLayout("particles/network",
+                              coords={"particle": ids, "output": np.arange(s.outputs),
+                                      "input": np.arange(s.input_dim)},
+                              variables={"a": Series(("replica", "particle", "output"),
+                                                     "outer weights a_i"),
+                                         "w": Series(("replica", "particle", "input"),
+                                                     "inner weights w_i"),
+                                         "b": Series(("replica", "particle"), "biases b_i")})
+
+    def snapshot(self, theta: np.ndarray) -> dict:
+        sub = theta[:, self._snapshot_ids, :].astype(np.float64)
+        sl = self.spec.slices
+        return {"a": sub[:, :, sl["a"]], "w": sub[:, :, sl["w"]], "b": sub[:, :, sl["b"]][:, :, 0]}
+
+
 def _soa(theta: np.ndarray) -> np.ndarray:
     """(R, m, p) particle rows -> (R, p, m) contiguous columns, the kernels' layout. O(R m p),
     negligible against the O(R m n) passes."""
     return np.ascontiguousarray(theta.transpose(0, 2, 1))
+
+
+def path_norm(theta: np.ndarray, k: int, d: int, scale: float) -> np.ndarray:
+    """(R,) path norm s_m sum_i |a_i| (|w_i| + |b_i|) (Euclidean norms of a_i and w_i)."""
+    t = theta.astype(np.float64, copy=False)
+    a = np.linalg.norm(t[:, :, :k], axis=2)
+    w = np.linalg.norm(t[:, :, k:k + d], axis=2)
+    return scale * (a * (w + np.abs(t[:, :, k + d]))).sum(axis=1)

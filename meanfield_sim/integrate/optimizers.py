@@ -1,0 +1,80 @@
+"""Discrete optimisers beside the gradient-flow integrators: heavy-ball momentum and Adam.
+
+They see the flow's velocity v as the negative gradient direction g = -v (for the mean-field
+network that is m grad R; Adam is invariant to that scale up to its eps). One step with learning
+rate ``dt`` advances time by ``dt``, so t = (number of steps) * dt as for Euler = gradient
+descent. In those units momentum with coefficient mu follows, for small dt, the gradient flow
+sped up by 1 / (1 - mu); Adam follows no gradient flow (its steps have size ~dt whatever the
+gradient), which is why it is here: to test geometry that is not Euclidean.
+
+- momentum:  buf <- mu buf + g;                 theta <- theta - dt buf
+- adam:      m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
+             theta <- theta - dt (m / (1 - b1^s)) / (sqrt(v / (1 - b2^s)) + eps),  s = step number
+
+To land exactly on a record time, the last step before it is shortened (its dt is the time
+left); record times on multiples of dt avoid that. Constrained flows are projected after every
+step (projected momentum / projected Adam). The buffers live in ``IntegratorState.moments``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .stepper import IntegrationError, IntegratorState, VectorField
+
+
+@dataclass
+class OptimizerControl:
+    method: str
+    dt: float
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    max_steps: int = 100_000_000
+
+
+class Optimizer:
+    """Steps ``state`` with momentum or Adam until ``state.t == t_stop``."""
+
+    def __init__(self, field_: VectorField, control: OptimizerControl):
+        self.field, self.control = field_, control
+        self._v = None
+
+    def advance(self, state: IntegratorState, t_stop: float) -> None:
+        c = self.control
+        if self._v is None or self._v.shape != state.theta.shape:
+            self._v = np.empty_like(state.theta)
+        while state.t < t_stop:
+            if state.step >= c.max_steps:
+                raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
+                                       f"t = {state.t:.6g} before t = {t_stop:.6g}")
+            remaining = t_stop - state.t
+            last = c.dt >= remaining - 1e-12 * max(abs(t_stop), c.dt)
+            dt = remaining if last else c.dt
+            grad = -self.field.velocity(state.theta, self._v)
+            update = self._update(state, grad)
+            state.theta = state.theta - dt * update
+            if not np.isfinite(state.theta).all():
+                raise IntegrationError(f"state became non-finite at t = {state.t:.6g} with "
+                                       f"learning rate dt = {c.dt:.3g}; reduce integrator.dt")
+            if self.field.constrained:
+                self.field.project(state.theta)
+            state.t = t_stop if last else state.t + dt
+            state.step += 1
+
+    def _update(self, state: IntegratorState, grad: np.ndarray) -> np.ndarray:
+        c, mom = self.control, state.moments
+        if c.method == "momentum":
+            buf = mom.get("buf")
+            mom["buf"] = grad.copy() if buf is None else c.momentum * buf + grad
+            return mom["buf"]
+        if "m" not in mom:
+            mom["m"], mom["v"], mom["count"] = np.zeros_like(grad), np.zeros_like(grad), 0
+        mom["count"] += 1
+        mom["m"] = c.beta1 * mom["m"] + (1 - c.beta1) * grad
+        mom["v"] = c.beta2 * mom["v"] + (1 - c.beta2) * grad * grad
+        m_hat = mom["m"] / (1 - c.beta1 ** mom["count"])
+        v_hat = mom["v"] / (1 - c.beta2 ** mom["count"])
+        return m_hat / (np.sqrt(v_hat) + c.eps)
