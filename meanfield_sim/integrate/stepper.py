@@ -4,17 +4,21 @@ Fixed step: dt as given (Euler with step dt is gradient descent with learning ra
 flow's time units). Adaptive (embedded pairs): the local error estimate
 err = dt * sum_s b_err_s k_s is measured in the RMS norm scaled by atol + rtol * max(|y|, |y_new|)
 over the trainable entries of each replica; replicas share one step, so the worst replica decides.
-A step is accepted when that norm is <= 1, and the next step is
-dt * min(5, max(0.2, safety * err^(-1/q))), q = ``order`` (the error estimate is O(dt^q): the
-lower-order solution of the pair has order q - 1), never growing right after a rejection.
+A step is accepted when that norm is <= 1, and the next step is dt times the PI factor
+safety * err^-(1/q - 0.75 beta) * err_prev^beta (Hairer's DOPRI5 controller, beta = 0.04), clipped
+to [0.2, 5], q = ``order`` (the error estimate is O(dt^q): the lower-order solution of the pair
+has order q - 1), never growing right after a rejection; a rejected step shrinks by
+max(0.2, safety * err^(-1/q)).
 
 Requested output times are stepped onto exactly (the step is clipped, and the controller's proposal
 is kept for the step after), so records need no interpolation.
 
-Constrained flows (projected gradient flows) supply the tangent-cone velocity; after every
-accepted step the state is projected back onto the constraint set (the projection method of
-Hairer-Lubich-Wanner, GNI IV.4), which keeps each method's order while the active constraints stay
-the same and costs one order at the instants where they change.
+Constrained flows (projected gradient flows) supply the tangent-cone velocity. Each step first
+freezes the active constraints at its initial point (``begin_step``), so that all its stages see
+one smooth vector field; after every accepted step the state is projected back onto the
+constraint set (the projection method of Hairer-Lubich-Wanner, GNI IV.4). This keeps each
+method's order while the active set stays the same and costs one order at the instants where it
+changes.
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ class VectorField(Protocol):
     def velocity(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray: ...
 
     def project(self, theta: np.ndarray) -> None: ...
+
+    def begin_step(self, theta: np.ndarray) -> None: ...
 
 
 class IntegrationError(RuntimeError):
@@ -65,6 +71,7 @@ class IntegratorState:
     step: int = 0
     dt: float = 1e-2          # step proposed for the next step
     rejected: int = 0
+    err_prev: float = 1.0     # error norm of the last accepted step (PI controller)
     k_first: np.ndarray | None = field(default=None, repr=False)  # FSAL stage, if valid
     moments: dict = field(default_factory=dict, repr=False)  # optimiser buffers (momentum, Adam)
 
@@ -90,6 +97,8 @@ class RungeKutta:
         tab, y0 = self.tableau, state.theta
         k = self._stages(y0)
         y = self._y
+        if self.field.constrained:
+            self.field.begin_step(y0)
         if tab.fsal and state.k_first is not None:
             k[0][...] = state.k_first
         else:
@@ -111,6 +120,17 @@ class RungeKutta:
                 if e != 0.0:
                     err += (dt * e) * k[j]
         return y_new, err
+
+    PI_BETA = 0.04  # Hairer's DOPRI5 default: damps the step-size oscillation on stiff stretches
+
+    def _growth(self, norm: float, err_prev: float) -> float:
+        """Step factor after an accepted step: the PI controller
+        safety * norm^-(1/q - 0.75 beta) * err_prev^beta, clipped to [0.2, 5]."""
+        if norm == 0.0:
+            return 5.0
+        q, beta = self.tableau.order, self.PI_BETA
+        factor = self.control.safety * norm ** (-(1.0 / q - 0.75 * beta)) * err_prev ** beta
+        return min(5.0, max(0.2, factor))
 
     def error_norm(self, y0, y1, err) -> float:
         """max over replicas of the scaled RMS norm of err over the trainable entries."""
@@ -144,7 +164,7 @@ class RungeKutta:
                 continue
             norm = self.error_norm(state.theta, y_new, err)
             if norm <= 1.0 and np.isfinite(y_new).all():
-                grow = 5.0 if norm == 0.0 else min(5.0, max(0.2, c.safety * norm ** (-1.0 / tab.order)))
+                grow = self._growth(norm, state.err_prev)
                 if state.rejected:
                     grow = min(grow, 1.0)
                 proposal = min(c.dt_max, dt * grow)
@@ -152,6 +172,7 @@ class RungeKutta:
                 # a step clipped to hit t_stop says nothing about the step the error allows
                 state.dt = max(proposal, state.dt) if clipped else proposal
                 state.rejected = 0
+                state.err_prev = max(norm, 1e-4)
             else:
                 shrink = 0.2 if not math.isfinite(norm) else max(
                     0.2, c.safety * norm ** (-1.0 / tab.order))

@@ -1,0 +1,177 @@
+"""Constraint sets of the toy models: projections onto them and tangent cones at their boundary.
+
+- l^p ball {z in R^k : |z|_p <= R}, p in (1, inf]: exact projection for p = 2 (radial) and
+  p = inf (clipping); for other p the Euclidean projection solved from its optimality
+  conditions (below).
+- spectral ball {A in R^{k x m} : |A|_op <= s}: projection by clipping the singular values.
+
+All functions act on a batch of points along the leading axes, in place. The tangent-cone
+functions turn a velocity v at a point z into the velocity of the projected gradient flow:
+where z sits on the boundary (to relative tolerance ``BOUNDARY_TOL``) the component of v in the
+outward normal cone N(z) is removed, v <- v - Pi_N(z)(v), which by Moreau's decomposition is the
+projection of v onto the tangent cone.
+
+Euclidean projection onto the l^p ball, 1 < p < inf: for y outside, the projection x has
+x_q = sign(y_q) u_q where, for a multiplier lam > 0, u_q in [0, |y_q|] solves
+u_q + lam p u_q^(p-1) = |y_q| (stationarity of |x - y|^2/2 + lam (|x|_p^p - R^p)), and lam is
+the root of sum_q u_q(lam)^p = R^p, which decreases in lam. Both scalar equations are monotone:
+u by safeguarded Newton, lam by bisection after bracketing.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+BOUNDARY_TOL = 1e-9
+
+
+def lp_norm(z: np.ndarray, p: float) -> np.ndarray:
+    """|z|_p along the last axis (p = inf allowed)."""
+    return np.linalg.norm(z, ord=p, axis=-1) if p != 2 else np.sqrt((z * z).sum(axis=-1))
+
+
+def project_lp_ball(z: np.ndarray, radius: float, p: float) -> None:
+    """Replace every row z[..., :] outside the l^p ball of ``radius`` by its Euclidean
+    projection onto the ball, in place."""
+    if p == 2:
+        norms = np.sqrt((z * z).sum(axis=-1, keepdims=True))
+        z *= np.minimum(1.0, radius / np.maximum(norms, np.finfo(np.float64).tiny))
+    elif math.isinf(p):
+        np.clip(z, -radius, radius, out=z)
+    else:
+        flat = z.reshape(-1, z.shape[-1])
+        _project_lp_rows(flat, float(radius), float(p))
+        if not np.shares_memory(flat, z):
+            z[...] = flat.reshape(z.shape)
+
+
+@njit(cache=True)
+def _solve_u(a, c, p):
+    """u in [0, a] with u + c u^(p-1) = a, for a >= 0, c >= 0, p > 1 (f increasing in u)."""
+    if a == 0.0 or c == 0.0:
+        return a
+    lo, hi = 0.0, a
+    u = a / (1.0 + c * a ** (p - 2.0))  # exact for p = 2
+    u = min(max(u, 0.0), a)
+    for _ in range(200):
+        f = u + c * u ** (p - 1.0) - a
+        if f > 0.0:
+            hi = u
+        else:
+            lo = u
+        if abs(f) <= 4e-16 * a or hi - lo <= 4e-16 * a:
+            break
+        slope = 1.0 + c * (p - 1.0) * u ** (p - 2.0) if u > 0.0 else math.inf
+        step = u - f / slope
+        u = step if lo < step < hi else 0.5 * (lo + hi)
+    return u
+
+
+@njit(cache=True)
+def _sum_u_p(y_abs, lam, p, u):
+    s = 0.0
+    for q in range(y_abs.shape[0]):
+        u[q] = _solve_u(y_abs[q], lam * p, p)
+        s += u[q] ** p
+    return s
+
+
+@njit(cache=True)
+def _project_lp_rows(rows, radius, p):
+    target = radius ** p
+    k = rows.shape[1]
+    y_abs = np.empty(k)
+    u = np.empty(k)
+    for i in range(rows.shape[0]):
+        total = 0.0
+        for q in range(k):
+            y_abs[q] = abs(rows[i, q])
+            total += y_abs[q] ** p
+        if total <= target:
+            continue
+        lo, hi = 0.0, 1.0
+        while _sum_u_p(y_abs, hi, p, u) > target:
+            lo, hi = hi, 2.0 * hi
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if mid <= lo or mid >= hi:
+                break
+            if _sum_u_p(y_abs, mid, p, u) > target:
+                lo = mid
+            else:
+                hi = mid
+        s = _sum_u_p(y_abs, hi, p, u)
+        scale = radius / s ** (1.0 / p) if s > 0.0 else 0.0  # land exactly on the sphere
+        for q in range(k):
+            rows[i, q] = math.copysign(u[q] * scale, rows[i, q])
+
+
+def lp_boundary(z: np.ndarray, radius: float, p: float) -> np.ndarray:
+    """Which rows of z lie on the boundary of the l^p ball (to relative BOUNDARY_TOL); for
+    p = inf, which coordinates lie on a face."""
+    if math.isinf(p):
+        return np.abs(z) >= radius * (1.0 - BOUNDARY_TOL)
+    return lp_norm(z, p) >= radius * (1.0 - BOUNDARY_TOL)
+
+
+def tangent_lp_ball(z: np.ndarray, v: np.ndarray, radius: float, p: float,
+                    on: np.ndarray | None = None) -> None:
+    """Remove from v (in place) its outward normal component where z is on the boundary.
+
+    ``on``: the boundary set to use (from :func:`lp_boundary`), e.g. frozen at the start of a
+    Runge-Kutta step so that all its stages see the same active constraints; default: at z."""
+    if on is None:
+        on = lp_boundary(z, radius, p)
+    if not on.any():
+        return
+    if math.isinf(p):
+        at_face = on
+        outward = at_face & (v * np.sign(z) > 0.0)
+        v[outward] = 0.0
+        return
+    normal = np.sign(z) * np.abs(z) ** (p - 1.0)  # gradient of |z|_p^p / p
+    push = (v * normal).sum(axis=-1, keepdims=True)
+    n2 = (normal * normal).sum(axis=-1, keepdims=True)
+    remove = on[..., None] & (push > 0.0)
+    v -= np.where(remove, push / np.maximum(n2, np.finfo(np.float64).tiny), 0.0) * normal
+
+
+def project_spectral_ball(A: np.ndarray, bound: float) -> None:
+    """Clip the singular values of every matrix A[r] at ``bound``, in place (the Frobenius
+    projection onto the operator-norm ball)."""
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    over = (s > bound).any(axis=-1)
+    if over.any():
+        clipped = np.minimum(s, bound)
+        A[over] = (U[over] * clipped[over][:, None, :]) @ Vt[over]
+
+
+def spectral_active(A: np.ndarray, bound: float) -> np.ndarray:
+    """(R,) number of singular values of each A[r] at the bound (to relative BOUNDARY_TOL)."""
+    s = np.linalg.svd(A, compute_uv=False)
+    return (s >= bound * (1.0 - BOUNDARY_TOL)).sum(axis=-1)
+
+
+def tangent_spectral_ball(A: np.ndarray, V: np.ndarray, bound: float,
+                          active: np.ndarray | None = None) -> None:
+    """Remove from V (in place) its component in the normal cone of the operator-norm ball at
+    A: with U_r, V_r the singular vectors of the r singular values at the bound, the normal cone
+    is {U_r S V_r^T : S symmetric positive semidefinite}, and the projection of V onto it is
+    U_r (sym(U_r^T V V_r))_+ V_r^T. ``active``: r per matrix (default: counted at A), e.g.
+    frozen at the start of a step."""
+    if active is None:
+        active = spectral_active(A, bound)
+    if not np.any(active):
+        return
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    for r in range(A.shape[0]):
+        count = int(active[r])
+        if count == 0:
+            continue
+        Ur, Vr = U[r][:, :count], Vt[r][:count, :].T
+        M = Ur.T @ V[r] @ Vr
+        lam, Q = np.linalg.eigh(0.5 * (M + M.T))
+        S_plus = (Q * np.maximum(lam, 0.0)) @ Q.T
+        V[r] -= Ur @ S_plus @ Vr.T
