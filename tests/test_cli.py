@@ -199,7 +199,7 @@ def test_info_describes_a_run(cfg_path, tmp_path):
     assert "status:      complete" in text
     assert f"records:     {n}, t = 0 .. 1" in text
     assert f"integration: {steps} steps" in text
-    assert "replicas:    2 (seed 5)" in text
+    assert "model:       network, 2 replica(s), seed 5" in text
     assert "data:        n = 6 points in d = 1" in text
     assert "grid_outputs" in text and "particle snapshots (5 particles)" in text
     risk_line = next(line for line in text.splitlines() if line.strip().startswith("risk "))

@@ -17,7 +17,8 @@ from ..model.data import Dataset
 from ..model.network import replica_rng
 from ..theory import final_layer_simplex
 from .base import Evaluation
-from .projections import lp_boundary, lp_norm, project_lp_ball, tangent_lp_ball
+from .projections import (lp_boundary, lp_norm, project_lp_ball, snap_to_lp_sphere,
+                          tangent_lp_ball)
 from .softmax import class_offsets_plus_spread, class_spread, softmax_risk
 
 
@@ -35,7 +36,7 @@ class FinalLayerFlow:
         self.outputs = len(data.class_labels)
         self.train_mask = np.ones(self.outputs, dtype=bool)
         self.vertices = final_layer_simplex(self.outputs, radius, p)
-        self._on = None
+        self._on = self._held = None  # constraints frozen for one step (see begin_step)
         self.grad_evals = 0
 
     @classmethod
@@ -59,16 +60,22 @@ class FinalLayerFlow:
     def velocity(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray:
         _, _, grad = softmax_risk(theta, self.data.label, self.data.weight)
         np.negative(grad, out=out)
-        tangent_lp_ball(theta, out, self.radius, self.p, self._on)
+        held = tangent_lp_ball(theta, out, self.radius, self.p, self._on)
+        if self._on is not None and self._held is None:  # first stage: at the step's start
+            self._held = held
         self.grad_evals += 1
         return out
 
     def begin_step(self, theta: np.ndarray) -> None:
         """Freeze the active constraints (outputs on the sphere) for the stages of one step."""
-        self._on = lp_boundary(theta, self.radius, self.p)
+        self._on, self._held = lp_boundary(theta, self.radius, self.p), None
 
     def project(self, theta: np.ndarray) -> None:
+        """Into the ball; outputs the constraint held during the step back onto the sphere."""
         project_lp_ball(theta, self.radius, self.p)
+        if self._held is not None:
+            snap_to_lp_sphere(theta, self.radius, self.p, self._held)
+        self._on = self._held = None
 
     def scalars(self, theta: np.ndarray) -> dict:
         data = self.data

@@ -24,8 +24,9 @@ from ..model.data import Dataset
 from ..model.network import replica_rng
 from ..theory import final_layer_simplex
 from .base import Evaluation, GroupLayout, Series
-from .projections import (lp_boundary, project_lp_ball, project_spectral_ball, spectral_active,
-                          tangent_lp_ball, tangent_spectral_ball)
+from .projections import (lp_boundary, project_lp_ball, project_spectral_ball, snap_to_lp_sphere,
+                          snap_to_spectral_sphere, spectral_active_frame, tangent_lp_ball,
+                          tangent_spectral_ball)
 from .softmax import class_offsets_plus_spread, class_spread, softmax_risk
 
 
@@ -35,7 +36,8 @@ class PenultimateFlow:
         "feature_norm_max": "max_j |y_j|_2 / R",
         "operator_norm": "|A|_op, the largest singular value of A",
         "feature_spread": "max over classes of max_j |y_j - class mean|_2 (0 when collapsed)",
-        "vertex_error": "max_j |h_j - z*_{y_j}|_2, z* the simplex of equation (4) for R",
+        "vertex_error": "max_j |h_j - z*_{y_j}|_2, z* the simplex of equation (4) with radius "
+                        "operator_bound * R",
         "objective": "the flow's objective: the risk, plus the weight-decay terms if any",
     }
 
@@ -51,8 +53,9 @@ class PenultimateFlow:
         self.train_mask = np.ones(sum(self.sizes), dtype=bool)
         if not bias:
             self.train_mask[-k:] = False
-        self.vertices = final_layer_simplex(k, radius, 2.0)
-        self._on, self._active = None, None
+        # |h_j| <= |A| |y_j| <= bound * radius: the simplex of (4) at that radius
+        self.vertices = final_layer_simplex(k, bound * radius, 2.0)
+        self._frozen = self._held = None  # constraints frozen for one step (see begin_step)
         self.grad_evals = 0
 
     @classmethod
@@ -102,8 +105,11 @@ class PenultimateFlow:
         else:
             vb[...] = 0.0
         if self.constrained:
-            tangent_lp_ball(Y, vY, self.radius, 2.0, self._on)
-            tangent_spectral_ball(A, vA, self.bound, self._active)
+            on, frames = self._frozen if self._frozen is not None else (None, None)
+            held = (tangent_lp_ball(Y, vY, self.radius, 2.0, on),
+                    tangent_spectral_ball(A, vA, self.bound, frames))
+            if self._frozen is not None and self._held is None:  # first stage: step's start
+                self._held = held
         else:
             vY -= 2.0 * self.decay_Y * Y
             vA -= 2.0 * self.decay_A * A
@@ -115,13 +121,20 @@ class PenultimateFlow:
         bound) for the stages of one step."""
         if self.constrained:
             Y, A, _ = self.split(theta)
-            self._on, self._active = lp_boundary(Y, self.radius, 2.0), spectral_active(A, self.bound)
+            self._frozen = (lp_boundary(Y, self.radius, 2.0),
+                            spectral_active_frame(A, self.bound))
+            self._held = None
 
     def project(self, theta: np.ndarray) -> None:
+        """Into the balls; what the constraints held during the step back onto their spheres."""
         if self.constrained:
             Y, A, _ = self.split(theta)
             project_lp_ball(Y, self.radius, 2.0)
             project_spectral_ball(A, self.bound)
+            if self._held is not None:
+                snap_to_lp_sphere(Y, self.radius, 2.0, self._held[0])
+                snap_to_spectral_sphere(A, self.bound, self._held[1])
+        self._frozen = self._held = None
 
     def scalars(self, theta: np.ndarray) -> dict:
         Y, A, _ = self.split(theta)

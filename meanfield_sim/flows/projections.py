@@ -117,25 +117,36 @@ def lp_boundary(z: np.ndarray, radius: float, p: float) -> np.ndarray:
 
 
 def tangent_lp_ball(z: np.ndarray, v: np.ndarray, radius: float, p: float,
-                    on: np.ndarray | None = None) -> None:
-    """Remove from v (in place) its outward normal component where z is on the boundary.
+                    on: np.ndarray | None = None) -> np.ndarray:
+    """Remove from v (in place) its outward normal component where z is on the boundary, and
+    return where it did (rows; coordinates for p = inf): the points the constraint holds.
 
-    ``on``: the boundary set to use (from :func:`lp_boundary`), e.g. frozen at the start of a
+    ``on``: the boundary set to use (from :func:`lp_boundary`), frozen at the start of a
     Runge-Kutta step so that all its stages see the same active constraints; default: at z."""
     if on is None:
         on = lp_boundary(z, radius, p)
-    if not on.any():
-        return
     if math.isinf(p):
-        at_face = on
-        outward = at_face & (v * np.sign(z) > 0.0)
-        v[outward] = 0.0
-        return
+        held = on & (v * np.sign(z) > 0.0)
+        v[held] = 0.0
+        return held
     normal = np.sign(z) * np.abs(z) ** (p - 1.0)  # gradient of |z|_p^p / p
-    push = (v * normal).sum(axis=-1, keepdims=True)
-    n2 = (normal * normal).sum(axis=-1, keepdims=True)
-    remove = on[..., None] & (push > 0.0)
-    v -= np.where(remove, push / np.maximum(n2, np.finfo(np.float64).tiny), 0.0) * normal
+    push = (v * normal).sum(axis=-1)
+    held = on & (push > 0.0)
+    n2 = (normal * normal).sum(axis=-1)
+    v -= (np.where(held, push / np.maximum(n2, np.finfo(np.float64).tiny), 0.0))[..., None] \
+        * normal
+    return held
+
+
+def snap_to_lp_sphere(z: np.ndarray, radius: float, p: float, held: np.ndarray) -> None:
+    """Put the held points (rows; coordinates for p = inf) back onto the boundary, in place: a
+    step that follows the sphere ends a local error inside or outside it, and a point left inside
+    would see the unconstrained field in the next step. Rows move radially, by O(local error)."""
+    if math.isinf(p):
+        z[held] = np.copysign(radius, z[held])
+        return
+    norms = lp_norm(z, p)
+    z *= np.where(held & (norms > 0.0), radius / np.where(norms > 0.0, norms, 1.0), 1.0)[..., None]
 
 
 def project_spectral_ball(A: np.ndarray, bound: float) -> None:
@@ -154,24 +165,51 @@ def spectral_active(A: np.ndarray, bound: float) -> np.ndarray:
     return (s >= bound * (1.0 - BOUNDARY_TOL)).sum(axis=-1)
 
 
-def tangent_spectral_ball(A: np.ndarray, V: np.ndarray, bound: float,
-                          active: np.ndarray | None = None) -> None:
-    """Remove from V (in place) its component in the normal cone of the operator-norm ball at
-    A: with U_r, V_r the singular vectors of the r singular values at the bound, the normal cone
-    is {U_r S V_r^T : S symmetric positive semidefinite}, and the projection of V onto it is
-    U_r (sym(U_r^T V V_r))_+ V_r^T. ``active``: r per matrix (default: counted at A), e.g.
-    frozen at the start of a step."""
-    if active is None:
-        active = spectral_active(A, bound)
-    if not np.any(active):
-        return
-    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+def spectral_active_frame(A: np.ndarray, bound: float) -> list:
+    """Per matrix, the left singular vectors U_r of the singular values at the bound (to
+    relative BOUNDARY_TOL); None where there is none. Frozen at the start of a step, the frame
+    says which singular directions are constrained for all its stages (see
+    :func:`tangent_spectral_ball`)."""
+    U, s, _ = np.linalg.svd(A, full_matrices=False)
+    frames = []
     for r in range(A.shape[0]):
-        count = int(active[r])
-        if count == 0:
+        active = s[r] >= bound * (1.0 - BOUNDARY_TOL)
+        frames.append(U[r][:, active] if active.any() else None)
+    return frames
+
+
+def tangent_spectral_ball(A: np.ndarray, V: np.ndarray, bound: float,
+                          frames: list | None = None) -> np.ndarray:
+    """Remove from V (in place) its component in the normal cone of the operator-norm ball:
+    with U_r, V_r the singular vectors of the r constrained singular values, the normal cone is
+    {U_r S V_r^T : S symmetric positive semidefinite}, and the projection of V onto it is
+    U_r (sym(U_r^T V V_r))_+ V_r^T.
+
+    ``frames`` (from :func:`spectral_active_frame`, frozen for a step; default: at A) fixes
+    which directions are constrained: at A the r singular pairs whose left vectors overlap the
+    frame most, so the constrained pairs are followed through crossings of singular values (the
+    field stays smooth) while the normal cone is always A's own. Returns (R,) the number of
+    directions held (positive eigenvalues of the symmetric part)."""
+    if frames is None:
+        frames = spectral_active_frame(A, bound)
+    held = np.zeros(A.shape[0], dtype=np.int64)
+    for r, frame in enumerate(frames):
+        if frame is None:
             continue
-        Ur, Vr = U[r][:, :count], Vt[r][:count, :].T
+        U, _, Vt = np.linalg.svd(A[r], full_matrices=False)
+        overlap = ((frame.T @ U) ** 2).sum(axis=0)
+        pick = np.sort(np.argsort(overlap)[::-1][:frame.shape[1]])
+        Ur, Vr = U[:, pick], Vt[pick, :].T
         M = Ur.T @ V[r] @ Vr
         lam, Q = np.linalg.eigh(0.5 * (M + M.T))
-        S_plus = (Q * np.maximum(lam, 0.0)) @ Q.T
-        V[r] -= Ur @ S_plus @ Vr.T
+        held[r] = int((lam > 0.0).sum())
+        V[r] -= Ur @ ((Q * np.maximum(lam, 0.0)) @ Q.T) @ Vr.T
+    return held
+
+
+def snap_to_spectral_sphere(A: np.ndarray, bound: float, held: np.ndarray) -> None:
+    """Set the top ``held[r]`` singular values of A[r] to exactly ``bound``, in place."""
+    for r in np.flatnonzero(held):
+        U, s, Vt = np.linalg.svd(A[r], full_matrices=False)
+        s[:held[r]] = bound
+        A[r] = (U * s) @ Vt
