@@ -201,7 +201,7 @@ def test_info_describes_a_run(cfg_path, tmp_path):
     assert f"integration: {steps} steps" in text
     assert "model:       network, 2 replica(s), seed 5" in text
     assert "data:        n = 6 points in d = 1" in text
-    assert "grid_outputs" in text and "particle snapshots (5 particles)" in text
+    assert "grid_outputs" in text and "snapshots of network (particle 5)" in text
     risk_line = next(line for line in text.splitlines() if line.strip().startswith("risk "))
     shown = [float(v) for v in risk_line.split(None, 1)[1].replace(",", " ").split()
              if v != "..."]
