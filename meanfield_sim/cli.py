@@ -40,7 +40,7 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
     Example:
       meanfield-sim run runs/section5_1_relu.toml -o out.h5 --set model.width=200 --replicas 4
     """
-    from .runner import Terminated
+    from .runner import OutputError, Terminated
     from .runner import run as run_simulation
 
     overrides = list(overrides)
@@ -77,6 +77,8 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
         raise click.ClickException(f"interrupted by {how}; {out} holds the records so far, "
                                    "marked 'interrupted'") from None
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - report any failure with the file's state
         raise click.ClickException(f"run failed: {exc} ({out} is marked 'failed')") from None
     finally:

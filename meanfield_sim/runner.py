@@ -27,6 +27,11 @@ class Terminated(Exception):
     """Raised in the main thread when the process receives SIGTERM."""
 
 
+class OutputError(OSError):
+    """The output file cannot be created (folder missing or read-only, file held by another
+    process); nothing was written."""
+
+
 @dataclass
 class RunResult:
     path: Path
@@ -56,8 +61,12 @@ def run(cfg: dict, out_path: str | Path,
             "replicas": run_cfg["replicas"], "t_end": run_cfg["t_end"], "grad_evals": 0,
             "steps": 0, "wall_seconds": 0.0, "compile_seconds": compile_seconds}
     recorder = Recorder(flow, grid, flow.snapshot_layout(cfg))
-    out = RunFile(out_path, config_mod.to_toml(cfg), meta, flow.data, replica_ids,
-                  recorder.layouts(), flush_every=cfg["record"]["flush_every"])
+    try:
+        out = RunFile(out_path, config_mod.to_toml(cfg), meta, flow.data, replica_ids,
+                      recorder.layouts(), flush_every=cfg["record"]["flush_every"])
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_path}: {exc} (is it open in another program?)") \
+            from None
     stepper = make_integrator(flow, cfg["integrator"])
     state = IntegratorState(theta=theta, dt=cfg["integrator"]["dt"])
     frame = None

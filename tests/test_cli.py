@@ -287,3 +287,13 @@ def test_end_to_end_subprocess_quiet(cfg_path, tmp_path):
                           env=io.subprocess_env(), timeout=300, stdin=subprocess.DEVNULL)
     assert info.returncode == 0, info.stderr
     assert "status:      complete" in info.stdout
+
+
+def test_output_held_by_another_program_is_a_clear_error(cfg_path, tmp_path):
+    """HDF5 locks a file that is open for writing elsewhere: the run stops before writing and
+    says so, instead of claiming to have marked a file it never opened."""
+    out = tmp_path / "held.h5"
+    with h5py.File(out, "w"):
+        result = CliRunner().invoke(main, ["run", str(cfg_path), "-o", str(out), "--force"])
+    assert result.exit_code == 1
+    assert "cannot create" in result.output and "marked" not in result.output
