@@ -1,6 +1,6 @@
 """One run: resolved config in, HDF5 trajectory out.
 
-config -> dataset, network spec, initial particles -> ParticleFlow (kernels) -> RungeKutta
+config -> flows.build_flow (dataset, model, initial state) -> integrator (Runge-Kutta or optimiser)
 stepping onto every record time -> Recorder -> RunFile. The file is marked 'running' from its
 first byte and 'complete' only after the last record is written; an interrupt (Ctrl-C, SIGTERM)
 or an error writes what was recorded and marks it 'interrupted' or 'failed'.

@@ -7,11 +7,14 @@
     /h5md                  H5MD identification (version, creator)
     /parameters/config     the fully resolved config as TOML text: the file alone reproduces the run
     /data                  x (sample, input), label (sample), weight (sample)
-    /observables           time (time), step, grad_evals; risk, log_risk, margin, path_norm
-                           (time, replica); outputs (time, replica, sample, output); optionally
+    /observables           time (time), step, grad_evals; risk, log_risk, margin and the flow's
+                           own scalars (path_norm; class_spread, vertex_error, ...) (time,
+                           replica); outputs (time, replica, sample, output); optionally
                            grid_outputs (time, replica, grid_point, output) with grid_x
-    /particles/network     time, step; a (time, replica, particle, output), w (..., input),
-                           b (time, replica, particle); particle = indices kept
+    /particles/network     network snapshots: a (time, replica, particle, output), w (...,
+                           input), b (time, replica, particle); particle = indices kept
+    /particles/features    penultimate-layer snapshots: y (time, replica, sample, feature),
+                           A (time, replica, output, feature), b (time, replica, output)
 
 Every group is a self-contained netCDF-style group: each axis is a named dimension scale with a
 coordinate dataset of the same name, so ``xarray.open_dataset(path, group="observables",
