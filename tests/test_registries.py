@@ -38,3 +38,12 @@ def test_kernel_disk_cache_tracks_the_model_sources():
     digest = cpu.kernel_source_digest()
     for kernel in (cpu.forward, cpu.loss_pass, cpu.velocity):
         assert kernel._cache._cache_file._source_stamp == digest
+
+
+def test_analysis_reads_files_without_numba():
+    """The analysis package sits below the simulator: importing it must not pull in Numba."""
+    import subprocess
+    import sys
+
+    code = "import analysis, sys; sys.exit('numba' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
