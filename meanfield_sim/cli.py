@@ -75,12 +75,15 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
         result = run_simulation(cfg, out, progress=progress)
     except (KeyboardInterrupt, Terminated) as exc:
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        raise click.ClickException(f"interrupted by {how}; {out} holds the records so far, "
-                                   "marked 'interrupted'") from None
+        where = (f"{out} holds the records so far, marked 'interrupted'"
+                 if getattr(exc, "run_file", None) else "before the output file was created")
+        raise click.ClickException(f"interrupted by {how}; {where}") from None
     except OutputError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - report any failure with the file's state
-        raise click.ClickException(f"run failed: {exc} ({out} is marked 'failed')") from None
+        where = (f"{out} is marked 'failed'" if getattr(exc, "run_file", None)
+                 else "no output file was written")
+        raise click.ClickException(f"run failed: {exc} ({where})") from None
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

@@ -17,9 +17,7 @@ def record_times(rec: dict, t_end: float) -> np.ndarray:
         times = np.linspace(0.0, t_end, rec["count"] + 1)
     else:
         times = np.asarray(rec["times"], dtype=np.float64)
-    times = np.unique(np.concatenate([[0.0], times, [t_end]]))
-    times[-1] = t_end  # geomspace may miss t_end by a rounding error
-    return times
+    return np.unique(np.concatenate([[0.0], times, [t_end]]))
 
 
 def evaluation_grid(rec: dict) -> np.ndarray | None:

@@ -68,7 +68,8 @@ def run(cfg: dict, out_path: str | Path,
         raise OutputError(f"cannot create {out_path}: {exc} (is it open in another program?)") \
             from None
     stepper = make_integrator(flow, cfg["integrator"])
-    state = IntegratorState(theta=theta, dt=cfg["integrator"]["dt"])
+    state = IntegratorState(theta=theta, dt=min(cfg["integrator"]["dt"],
+                                                cfg["integrator"]["dt_max"]))
     frame = None
 
     def totals():
@@ -79,15 +80,19 @@ def run(cfg: dict, out_path: str | Path,
     try:
         for t_rec in record_times(cfg["record"], run_cfg["t_end"]):
             stepper.advance(state, t_rec)
+            if frame is not None and state.t <= frame["time"]:
+                continue  # an optimiser's step grid is coarser than the requested times
             frame = recorder.frame(state.theta, state.t, state.step)
             out.append(frame)
             if progress is not None:
                 progress(state.t, run_cfg["t_end"], frame["observables"]["risk"])
     except (KeyboardInterrupt, Terminated) as exc:
         out.close(STATUS_INTERRUPTED, message=f"interrupted by {type(exc).__name__}", **totals())
+        exc.run_file = out.path  # tells the caller the file exists and says what happened
         raise
     except BaseException as exc:
         out.close(STATUS_FAILED, message=f"{type(exc).__name__}: {exc}", **totals())
+        exc.run_file = out.path
         raise
     finally:
         _restore_sigterm(previous)

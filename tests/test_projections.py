@@ -397,3 +397,23 @@ def test_spectral_tangent_field_with_frozen_active_set_is_continuous():
     tangent_spectral_ball(A2[None], W2, 1.0, frames)
     jump = np.linalg.norm(W1 - W2)
     assert jump <= 1e3 * delta * np.linalg.norm(W), jump
+
+
+@pytest.mark.parametrize("p", [1.5, 20.0, 100.0])
+def test_lp_projection_of_far_points(p):
+    """Points 10 to 5000 radii away (|y|^p overflows for p = 100): the projection is still the
+    nearest point. Checked by the variational inequality against many points z of the ball
+    (scaled by |y - Py| so the test is relative) and coordinate-wise |Py_q| <= |y_q|. A
+    Newton iteration crawling down u^(p-1) once stopped 10x short of the solution here."""
+    rng = np.random.default_rng(21)
+    y = rng.normal(size=(50, 4)) * np.exp(rng.uniform(np.log(10), np.log(5000), size=(50, 1)))
+    x = y.copy()
+    project_lp_ball(x, 1.0, p)
+    assert np.abs(lp_norm(x, p) - 1.0).max() <= 1e-12
+    assert np.all(np.abs(x) <= np.abs(y) + 1e-15)
+    z = rng.normal(size=(4000, 4))
+    project_lp_ball(z, 1.0, p)
+    z *= rng.uniform(0.0, 1.0, size=(4000, 1))
+    for yi, xi in zip(y, x):
+        gap = ((yi - xi) * (z - xi)).sum(axis=1).max() / np.linalg.norm(yi - xi)
+        assert gap <= 1e-9, gap

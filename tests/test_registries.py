@@ -47,3 +47,12 @@ def test_analysis_reads_files_without_numba():
 
     code = "import analysis, sys; sys.exit('numba' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_three_neuron_limit_is_zero_exactly_when_p3_is_twice_p1():
+    """Lemma 18: h(t, 1) - h(t, -1) -> 0 iff p3 = 2 p1; the limit is log(p3 / (2 p1))."""
+    import math
+
+    from meanfield_sim.theory import three_neuron_limit
+    assert three_neuron_limit(0.25, 0.5) == 0.0
+    assert math.isclose(three_neuron_limit(0.3, 0.4), math.log(0.4 / 0.6))

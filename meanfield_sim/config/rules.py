@@ -36,6 +36,9 @@ def check_consistency(cfg: dict) -> None:
     model = cfg["model"]
     if not model["bias"] and "b" in model["train"]:
         model["train"] = [g for g in model["train"] if g != "b"]
+    if model["kind"] == "network" and not model["train"]:
+        raise ConfigError("model.train = []: nothing would move; name at least one of a, w "
+                          "(and b with model.bias = true)")
     cfg["derived"] = {"input_dim": d, "outputs": k, "class_labels": class_labels}
 
 
@@ -52,6 +55,9 @@ def _model_kind_rules(cfg: dict) -> None:
                               "network needs inputs (explicit, intervals or gaussian_mixture)")
         return
     kind = model["kind"]
+    if cfg["run"]["dtype"] != "float64":
+        raise ConfigError(f"run.dtype = {cfg['run']['dtype']!r}: model.kind = {kind!r} runs in "
+                          "float64 only")
     if model["loss"] != "softmax_ce":
         raise ConfigError(f"model.loss = {model['loss']!r}: model.kind = {kind!r} is a softmax "
                           "cross-entropy model; use 'softmax_ce'")
@@ -171,6 +177,9 @@ def _explicit_init_rules(cfg: dict, d: int, k: int) -> None:
 def _integrator_and_record_rules(cfg: dict, d: int) -> None:
     """Step bounds, record times within [0, t_end], snapshot size, evaluation grid of dim d."""
     integ, rec, m = cfg["integrator"], cfg["record"], cfg["model"]["width"]
+    if integ["method"] in ("bs3", "dopri5") and integ["dt_min"] >= integ["dt"]:
+        raise ConfigError(f"integrator.dt_min = {integ['dt_min']} must be < integrator.dt = "
+                          f"{integ['dt']} (the first trial step)")
     if integ["dt_min"] >= integ["dt_max"]:
         raise ConfigError(f"integrator.dt_min = {integ['dt_min']} must be < integrator.dt_max = "
                           f"{integ['dt_max']}")

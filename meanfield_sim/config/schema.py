@@ -155,8 +155,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "toy": {
         "radius": Key(_NUM, 1.0, "R: bound on each output (final_layer) or feature "
                       "(penultimate_layer)", _finite_positive),
-        "norm_p": Key(_NUM, 2.0, "final_layer: p of the l^p ball of outputs, in (1, inf]",
-                      lambda v: None if v > 1 else "must be > 1 (inf allowed)"),
+        "norm_p": Key(_NUM, 2.0, "final_layer: p of the l^p ball of outputs, in (1, 100] or "
+                      "inf (for p near 1 the sphere is almost not smooth and the flow slow)",
+                      lambda v: None if (1 < v <= 100 or math.isinf(v)) else
+                      "must be in (1, 100] or inf (beyond p = 100 use inf: the balls differ by "
+                      "a factor k^(1/p) < 1.05 for k <= 100)"),
         "feature_dim": Key((int,), 8, "penultimate_layer: feature dimension m", _int_at_least(1)),
         "operator_bound": Key(_NUM, 1.0, "penultimate_layer: bound on the operator norm of A",
                               _finite_positive),
@@ -177,7 +180,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "record": {
         "schedule": Key((str,), "log", "record times: log-spaced, linear or an explicit list",
                         choices=("log", "linear", "list")),
-        "count": Key((int,), 50, "log, linear: number of records after t = 0", _int_at_least(1)),
+        "count": Key((int,), 50, "log, linear: number of record times after t = 0 (t_end is "
+                     "always one of them)", _int_at_least(1)),
         "t_first": Key(_NUM, 1e-2, "log: first positive record time", _finite_positive),
         "times": Key((list,), [], "list: record times (t = 0 and t_end are always added)"),
         "particles": Key((str,), "none", "particle snapshots: none, all, or subsample",

@@ -29,6 +29,7 @@ class FinalLayerFlow:
         "max_norm": "max_j |z_j|_p / R (1 on the boundary of the ball)",
         "class_spread": "max over classes of max_j |z_j - class mean|_2 (0 when collapsed)",
         "vertex_error": "max_j |z_j - z*_{y_j}|_2, z* the minimiser of Lemma 4 for this p, R",
+        # all maxima over the points of positive weight
     }
 
     def __init__(self, data: Dataset, replicas: int, radius: float, p: float):
@@ -78,11 +79,12 @@ class FinalLayerFlow:
         self._on = self._held = None
 
     def scalars(self, theta: np.ndarray) -> dict:
-        data = self.data
-        target = self.vertices[data.label]
-        return {"max_norm": lp_norm(theta, self.p).max(axis=1) / self.radius,
+        data, keep = self.data, self.data.weight > 0
+        z = theta[:, keep]
+        return {"max_norm": lp_norm(z, self.p).max(axis=1) / self.radius,
                 "class_spread": class_spread(theta, data.label, data.weight),
-                "vertex_error": np.linalg.norm(theta - target, axis=-1).max(axis=1)}
+                "vertex_error": np.linalg.norm(z - self.vertices[data.label[keep]],
+                                               axis=-1).max(axis=1)}
 
     def snapshot_layout(self, cfg: dict):
         """The state is the outputs, recorded in /observables already."""

@@ -138,15 +138,16 @@ class PenultimateFlow:
 
     def scalars(self, theta: np.ndarray) -> dict:
         Y, A, _ = self.split(theta)
-        data = self.data
+        data, keep = self.data, self.data.weight > 0
         h = self._outputs(theta)
         risk, _, _ = softmax_risk(h, data.label, data.weight)
         penalty = (self.decay_A * (A * A).sum(axis=(1, 2))
                    + self.decay_Y * (Y * Y).sum(axis=(1, 2)))
-        return {"feature_norm_max": np.linalg.norm(Y, axis=-1).max(axis=1) / self.radius,
+        return {"feature_norm_max": np.linalg.norm(Y[:, keep], axis=-1).max(axis=1) / self.radius,
                 "operator_norm": np.linalg.norm(A, ord=2, axis=(1, 2)),
                 "feature_spread": class_spread(Y, data.label, data.weight),
-                "vertex_error": np.linalg.norm(h - self.vertices[data.label], axis=-1).max(axis=1),
+                "vertex_error": np.linalg.norm(h[:, keep] - self.vertices[data.label[keep]],
+                                               axis=-1).max(axis=1),
                 "objective": risk + penalty}
 
     def snapshot_layout(self, cfg: dict) -> GroupLayout | None:

@@ -34,8 +34,15 @@ onto the bound after each step, so the wider set costs at most a 1e-6 relative m
 
 
 def lp_norm(z: np.ndarray, p: float) -> np.ndarray:
-    """|z|_p along the last axis (p = inf allowed)."""
-    return np.linalg.norm(z, ord=p, axis=-1) if p != 2 else np.sqrt((z * z).sum(axis=-1))
+    """|z|_p along the last axis (p = inf allowed), scaled by max|z_q| so that large p does not
+    overflow."""
+    if p == 2:
+        return np.sqrt((z * z).sum(axis=-1))
+    top = np.abs(z).max(axis=-1)
+    if math.isinf(p):
+        return top
+    safe = np.where(top > 0.0, top, 1.0)
+    return top * ((np.abs(z) / safe[..., None]) ** p).sum(axis=-1) ** (1.0 / p)
 
 
 def project_lp_ball(z: np.ndarray, radius: float, p: float) -> None:
@@ -43,7 +50,7 @@ def project_lp_ball(z: np.ndarray, radius: float, p: float) -> None:
     projection onto the ball, in place."""
     if p == 2:
         norms = np.sqrt((z * z).sum(axis=-1, keepdims=True))
-        z *= np.minimum(1.0, radius / np.maximum(norms, np.finfo(np.float64).tiny))
+        z *= np.where(norms > radius, radius / np.where(norms > radius, norms, 1.0), 1.0)
     elif math.isinf(p):
         np.clip(z, -radius, radius, out=z)
     else:
@@ -55,23 +62,31 @@ def project_lp_ball(z: np.ndarray, radius: float, p: float) -> None:
 
 @njit(cache=True)
 def _solve_u(a, c, p):
-    """u in [0, a] with u + c u^(p-1) = a, for a >= 0, c >= 0, p > 1 (f increasing in u)."""
+    """u in [0, a] with u + c u^(p-1) = a, for a >= 0, c >= 0, p > 1 (f increasing in u).
+
+    Newton safeguarded as in Numerical Recipes' rtsafe: bisect whenever the Newton step leaves
+    the bracket or would not halve it (Newton crawls down steep powers u^(p-1) from above)."""
     if a == 0.0 or c == 0.0:
         return a
     lo, hi = 0.0, a
-    u = a / (1.0 + c * a ** (p - 2.0))  # exact for p = 2
-    u = min(max(u, 0.0), a)
-    for _ in range(200):
+    u = min(max(a / (1.0 + c * a ** (p - 2.0)), 0.0), a)  # exact for p = 2; 0 if it overflows
+    dx_old = a
+    for _ in range(300):
         f = u + c * u ** (p - 1.0) - a
         if f > 0.0:
             hi = u
         else:
             lo = u
-        if abs(f) <= 4e-16 * a or hi - lo <= 4e-16 * a:
+        if f == 0.0 or hi - lo <= 4e-16 * a:
             break
         slope = 1.0 + c * (p - 1.0) * u ** (p - 2.0) if u > 0.0 else math.inf
-        step = u - f / slope
-        u = step if lo < step < hi else 0.5 * (lo + hi)
+        step = f / slope
+        if not (lo < u - step < hi) or abs(2.0 * f) > abs(dx_old * slope):
+            dx_old = 0.5 * (hi - lo)
+            u = lo + dx_old
+        else:
+            dx_old = step
+            u = u - step
     return u
 
 
@@ -86,25 +101,26 @@ def _sum_u_p(y_abs, lam, p, u):
 
 @njit(cache=True)
 def _project_lp_rows(rows, radius, p):
-    target = radius ** p
     k = rows.shape[1]
     y_abs = np.empty(k)
     u = np.empty(k)
     for i in range(rows.shape[0]):
+        # in units of R the multiplier stays moderate; far outside, |y|^p may overflow to inf,
+        # which only ever compares as "outside" and is never needed near the solution
         total = 0.0
         for q in range(k):
-            y_abs[q] = abs(rows[i, q])
+            y_abs[q] = abs(rows[i, q]) / radius
             total += y_abs[q] ** p
-        if total <= target:
+        if total <= 1.0:
             continue
         lo, hi = 0.0, 1.0
-        while _sum_u_p(y_abs, hi, p, u) > target:
+        while _sum_u_p(y_abs, hi, p, u) > 1.0:
             lo, hi = hi, 2.0 * hi
         for _ in range(200):
             mid = 0.5 * (lo + hi)
             if mid <= lo or mid >= hi:
                 break
-            if _sum_u_p(y_abs, mid, p, u) > target:
+            if _sum_u_p(y_abs, mid, p, u) > 1.0:
                 lo = mid
             else:
                 hi = mid
@@ -135,7 +151,9 @@ def tangent_lp_ball(z: np.ndarray, v: np.ndarray, radius: float, p: float,
         held = on & (v * np.sign(z) > 0.0)
         v[held] = 0.0
         return held
-    normal = np.sign(z) * np.abs(z) ** (p - 1.0)  # gradient of |z|_p^p / p
+    top = np.abs(z).max(axis=-1, keepdims=True)
+    # direction of the gradient of |z|_p^p / p, in units of max|z_q| (no overflow for large p)
+    normal = np.sign(z) * (np.abs(z) / np.where(top > 0.0, top, 1.0)) ** (p - 1.0)
     push = (v * normal).sum(axis=-1)
     held = on & (push > 0.0)
     n2 = (normal * normal).sum(axis=-1)

@@ -8,19 +8,32 @@ import numpy as np
 
 
 def softmax_risk(h: np.ndarray, label: np.ndarray, weight: np.ndarray):
-    """(risk (R,), log risk (R,), dR/dh (R, n, k)) for outputs h of shape (R, n, k)."""
-    top = h.max(axis=-1, keepdims=True)
-    shifted = np.exp(h - top)
-    total = shifted.sum(axis=-1, keepdims=True)
-    lse = top[..., 0] + np.log(total[..., 0])
+    """(risk (R,), log risk (R,), dR/dh (R, n, k)) for outputs h of shape (R, n, k).
+
+    Exact in the tail, as ``model.losses.softmax_ce``: with v_j = logsumexp_{q != y_j} h_jq -
+    h_{j,y_j}, the loss is softplus(v_j) and log loss = log softplus(v_j) (finite where the loss
+    underflows); the label's derivative is -sum_{q != y} pi_q, not the cancelling pi_y - 1."""
     idx = np.arange(h.shape[1])
-    loss = lse - h[:, idx, label]
-    risk = (weight * loss).sum(axis=1)
-    grad = shifted / total
-    grad[:, idx, label] -= 1.0
-    grad *= weight[None, :, None]
+    own = h[:, idx, label]
+    other = h.copy()
+    other[:, idx, label] = -np.inf
+    top = other.max(axis=-1)
+    lse_other = top + np.log(np.exp(other - top[..., None]).sum(axis=-1))
+    v = lse_other - own
+    loss = np.logaddexp(0.0, v)
     with np.errstate(divide="ignore"):
-        log_risk = np.log(risk)
+        log_loss = np.where(v < -30.0, v - 0.5 * np.exp(v), np.log(loss))
+        log_terms = np.log(weight)[None, :] + log_loss
+    risk = (weight * loss).sum(axis=1)
+    peak = log_terms.max(axis=1, keepdims=True)
+    log_risk = peak[:, 0] + np.log(np.exp(log_terms - peak).sum(axis=1))
+    top_all = h.max(axis=-1, keepdims=True)
+    pi = np.exp(h - top_all)
+    pi /= pi.sum(axis=-1, keepdims=True)
+    grad = pi.copy()
+    pi[:, idx, label] = 0.0
+    grad[:, idx, label] = -pi.sum(axis=-1)
+    grad *= weight[None, :, None]
     return risk, log_risk, grad
 
 

@@ -11,9 +11,11 @@ gradient), which is why it is here: to test geometry that is not Euclidean.
 - adam:      m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
              theta <- theta - dt (m / (1 - b1^s)) / (sqrt(v / (1 - b2^s)) + eps),  s = step number
 
-To land exactly on a record time, the last step before it is shortened (its dt is the time
-left); record times on multiples of dt avoid that. Constrained flows are projected after every
-step (projected momentum / projected Adam). The buffers live in ``IntegratorState.moments``.
+Every step has the full learning rate (a shortened step would still advance the buffers as a
+whole step and change the run with the number of records): a record is taken at the step
+nearest its requested time, so optimiser runs record at multiples of dt, and requested times
+closer together than dt share one record. Constrained flows are projected after every step
+(projected momentum / projected Adam). The buffers live in ``IntegratorState.moments``.
 """
 from __future__ import annotations
 
@@ -43,26 +45,25 @@ class Optimizer:
         self._v = None
 
     def advance(self, state: IntegratorState, t_stop: float) -> None:
+        """Take full steps up to the one nearest ``t_stop``; state.t = state.step * dt."""
         c = self.control
         if self._v is None or self._v.shape != state.theta.shape:
             self._v = np.empty_like(state.theta)
-        while state.t < t_stop:
+        target = int(round(t_stop / c.dt))
+        while state.step < target:
             if state.step >= c.max_steps:
                 raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
                                        f"t = {state.t:.6g} before t = {t_stop:.6g}")
-            remaining = t_stop - state.t
-            last = c.dt >= remaining - 1e-12 * max(abs(t_stop), c.dt)
-            dt = remaining if last else c.dt
             grad = -self.field.velocity(state.theta, self._v)
             update = self._update(state, grad)
-            state.theta = state.theta - dt * update
+            state.theta = state.theta - c.dt * update
             if not np.isfinite(state.theta).all():
                 raise IntegrationError(f"state became non-finite at t = {state.t:.6g} with "
                                        f"learning rate dt = {c.dt:.3g}; reduce integrator.dt")
             if self.field.constrained:
                 self.field.project(state.theta)
-            state.t = t_stop if last else state.t + dt
             state.step += 1
+            state.t = state.step * c.dt
 
     def _update(self, state: IntegratorState, grad: np.ndarray) -> np.ndarray:
         c, mom = self.control, state.moments

@@ -65,7 +65,7 @@ class StepControl:
 
 @dataclass
 class IntegratorState:
-    """Everything needed to continue an integration: a checkpoint holds exactly this."""
+    """Everything needed to continue an integration from where it stands."""
     theta: np.ndarray
     t: float = 0.0
     step: int = 0

@@ -154,16 +154,19 @@ class RunFile:
         """Append the buffered records to every group, then commit ``n_records`` and flush."""
         if not self._buffer:
             return
-        frames, self._buffer = self._buffer, []
+        frames = self._buffer
         n0, n1 = self.n_records, self.n_records + len(frames)
+        for name, layout in self.groups.items():  # resize everything, then write
+            g = self.f[name]
+            for var in ("time", "step", "grad_evals", *layout.variables):
+                g[var].resize((n1, *g[var].shape[1:]))
         for name, layout in self.groups.items():
             g = self.f[name]
             for axis in ("time", "step", "grad_evals"):
-                g[axis].resize((n1,))
                 g[axis][n0:n1] = [fr[axis] for fr in frames]
             for var in layout.variables:
-                g[var].resize((n1, *g[var].shape[1:]))
                 g[var][n0:n1] = np.stack([fr[name][var] for fr in frames])
+        self._buffer = []  # only now: an interrupted write is retried by close()
         self.n_records = n1
         self.f.attrs["n_records"] = n1
         self.f.flush()

@@ -10,9 +10,10 @@ reduces over particles for a block of data points (parallel over (r, data block)
 pass over data points for a block of particles (parallel over (r, particle block)); both walk
 their reduction axis in tiles of ``TILE`` entries, recomputing z on the fly into a buffer that
 stays in L1 cache. Each tile is a sequence of element-wise loops (affine map, activation,
-dot products) that LLVM vectorises; reassociation is allowed in these two kernels only
-(``fastmath`` reassoc/contract), so sums are not bitwise equal to a serial left-to-right sum
-but are deterministic for a given machine, thread count and input.
+dot products) that LLVM vectorises; these two kernels only may reassociate sums and contract
+multiply-adds (``fastmath`` reassoc, contract, nsz, arcp; never nnan/ninf, so infinities and
+NaNs survive), so sums are not bitwise equal to a serial left-to-right sum but are deterministic
+for a given machine, thread count and input.
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import ConfigError
+
 DATA_STREAM = 0xDA7A  # spawn key of the data stream, apart from the replicas' keys (r,)
 
 
@@ -25,14 +27,6 @@ class Dataset:
     def n(self) -> int:
         return self.x.shape[0]
 
-    @property
-    def dim(self) -> int:
-        return self.x.shape[1]
-
-    def class_index(self) -> np.ndarray:
-        """Position of each point's label in ``class_labels`` (0..K-1)."""
-        lookup = {lab: i for i, lab in enumerate(self.class_labels)}
-        return np.array([lookup[int(v)] for v in self.label], dtype=np.int64)
 
 
 def build_dataset(cfg: dict) -> Dataset:
@@ -71,25 +65,25 @@ def build_dataset(cfg: dict) -> Dataset:
         weights = np.ones(label.shape[0])
     if data["class_weights"]:
         weights = _reweight_classes(weights, label, class_labels, data["class_weights"])
+    if not weights.sum() > 0:
+        raise ConfigError(f"data.class_weights = {data['class_weights']!r}: every class with "
+                          "points has weight 0, so the data carry no weight at all")
     weights = weights / weights.sum()
     return Dataset(x=np.ascontiguousarray(x, dtype=np.float64), label=label, weight=weights,
                    class_labels=class_labels)
 
 
 def _gaussian_mixture(rng, data, class_labels):
-    """K Gaussian clusters in R^d: means of norm ``separation`` (evenly spread on a circle for
-    d >= 2, at +-separation for d = 1 and K = 2, random directions otherwise), isotropic
-    standard deviation ``spread``."""
+    """K Gaussian clusters in R^d with isotropic standard deviation ``spread``: for d >= 2 the
+    means lie evenly on a circle of radius ``separation`` in the first two coordinates; for
+    d = 1 they are evenly spaced on [-separation, separation]."""
     K, d, n_c = data["num_classes"], data["dim"], data["points_per_class"]
+    means = np.zeros((K, d))
     if d >= 2:
         angles = 2 * np.pi * np.arange(K) / K
-        means = np.zeros((K, d))
         means[:, 0], means[:, 1] = np.cos(angles), np.sin(angles)
-    elif K == 2:
-        means = np.array([[-1.0], [1.0]])
     else:
-        means = rng.normal(size=(K, d))
-        means /= np.linalg.norm(means, axis=1, keepdims=True)
+        means[:, 0] = np.linspace(-1.0, 1.0, K)
     means *= data["separation"]
     x = np.concatenate([means[c] + data["spread"] * rng.normal(size=(n_c, d)) for c in range(K)])
     label = np.repeat(np.asarray(class_labels, dtype=np.int64), n_c)
