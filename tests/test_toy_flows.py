@@ -29,6 +29,7 @@ import toy_helpers as th  # noqa: E402
 
 from meanfield_sim import runner  # noqa: E402
 from meanfield_sim.flows import build_flow  # noqa: E402
+from meanfield_sim.integrate import make_integrator  # noqa: E402
 from meanfield_sim.flows.projections import lp_boundary, lp_norm, spectral_active  # noqa: E402
 from meanfield_sim.integrate.stepper import (IntegratorState, RungeKutta,  # noqa: E402
                                              StepControl)
@@ -552,8 +553,6 @@ def test_optimizer_trajectory_does_not_depend_on_the_record_times():
                             integrator__method="adam", integrator__dt=0.03,
                             record__count=count, record__t_first=0.07)
         flow, theta = build_flow(cfg)
-        from meanfield_sim.integrate import make_integrator
-        from meanfield_sim.integrate.stepper import IntegratorState
         stepper, state = make_integrator(flow, cfg["integrator"]), IntegratorState(theta=theta)
         for t in record_times(cfg["record"], 5.0):
             stepper.advance(state, t)
