@@ -33,6 +33,15 @@ PARTICLE_BLOCK = 16  # particles per parallel work item of the backward pass
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: infinities must survive
 
 
+@njit(inline="always", cache=True)
+def _tile_dot(a, b, count):
+    """sum_{t < count} a[t] b[t]; inlined, so it takes the calling kernel's fastmath flags."""
+    s = 0.0
+    for t in range(count):
+        s += a[t] * b[t]
+    return s
+
+
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def forward(thetaT, x, k, act_id, act_param, scale, h_out):
     """h_out[r, j, :] = scale * sum_i a_ri sigma(w_ri . x_j + b_ri)   (h_out: float64)."""
@@ -59,11 +68,7 @@ def forward(thetaT, x, k, act_id, act_param, scale, h_out):
                         z[t] += wl[t] * xl
                 activate_tile(z, count, act_id, act_param)
                 for q in range(k):
-                    aq = thetaT[r, q, i0:i0 + count]
-                    s = 0.0
-                    for t in range(count):
-                        s += aq[t] * z[t]
-                    acc[q] += s
+                    acc[q] += _tile_dot(thetaT[r, q, i0:i0 + count], z, count)
             for q in range(k):
                 h_out[r, j, q] = scale * acc[q]
 
@@ -173,22 +178,14 @@ def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_
                         sb += c[t]
                     acc_b += sb
                     for l in range(d):
-                        xl = xT[l, j0:j0 + count]
-                        sw = 0.0
-                        for t in range(count):
-                            sw += c[t] * xl[t]
-                        acc_w[l] += sw
+                        acc_w[l] += _tile_dot(c, xT[l, j0:j0 + count], count)
                 else:
                     for t in range(count):
                         s[t] = z[t]
                     activate_tile(s, count, act_id, act_param)
                 if train_a:
                     for q in range(k):
-                        gq = dualT[r, q, j0:j0 + count]
-                        sa = 0.0
-                        for t in range(count):
-                            sa += gq[t] * s[t]
-                        acc_a[q] += sa
+                        acc_a[q] += _tile_dot(dualT[r, q, j0:j0 + count], s, count)
             for q in range(k):
                 v_out[r, i, q] = speed * acc_a[q] if train_a else 0.0
             for l in range(d):
