@@ -20,6 +20,11 @@ def test_integrator_names_match_the_tableaus_and_optimisers():
     assert set(config.METHODS) == set(TABLEAUS) | set(OPTIMIZERS)
 
 
+def test_adaptive_method_names_match_the_embedded_pairs():
+    from meanfield_sim.config.schema import ADAPTIVE_METHODS
+    assert set(ADAPTIVE_METHODS) == {name for name, t in TABLEAUS.items() if t.adaptive}
+
+
 def test_model_kinds_match_the_flows():
     from meanfield_sim.flows import FLOW_KINDS
     assert set(config.MODEL_KINDS) == set(FLOW_KINDS)

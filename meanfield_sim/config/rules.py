@@ -4,7 +4,7 @@ the loss, explicit particle lists, record and grid settings. They run once, insi
 """
 from __future__ import annotations
 
-from .schema import BINARY_LOSSES, ConfigError, _is_number
+from .schema import ADAPTIVE_METHODS, BINARY_LOSSES, ConfigError, _is_number
 
 
 def _vector_list(dotted: str, value, length: int | None, what: str) -> list[list[float]]:
@@ -177,7 +177,7 @@ def _explicit_init_rules(cfg: dict, d: int, k: int) -> None:
 def _integrator_and_record_rules(cfg: dict, d: int) -> None:
     """Step bounds, record times within [0, t_end], snapshot size, evaluation grid of dim d."""
     integ, rec, m = cfg["integrator"], cfg["record"], cfg["model"]["width"]
-    if integ["method"] in ("bs3", "dopri5") and integ["dt_min"] >= integ["dt"]:
+    if integ["method"] in ADAPTIVE_METHODS and integ["dt_min"] >= integ["dt"]:
         raise ConfigError(f"integrator.dt_min = {integ['dt_min']} must be < integrator.dt = "
                           f"{integ['dt']} (the first trial step)")
     if integ["dt_min"] >= integ["dt_max"]:

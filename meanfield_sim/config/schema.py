@@ -13,6 +13,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softplus", "flat_sigmoi
 LOSSES = ("logistic", "exponential", "softmax_ce")
 BINARY_LOSSES = ("logistic", "exponential")
 METHODS = ("euler", "heun", "rk4", "bs3", "dopri5", "momentum", "adam")
+ADAPTIVE_METHODS = ("bs3", "dopri5")
 MODEL_KINDS = ("network", "final_layer", "penultimate_layer")
 GROUPS = ("a", "w", "b")
 
