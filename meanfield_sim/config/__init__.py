@@ -156,4 +156,3 @@ def reference_markdown() -> str:
             lines.append(f"| `{name}` | {_type_names(key.types)} | {default} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
-

@@ -100,7 +100,6 @@ class ParticleFlow:
         self.grad_evals += 1
         return out
 
-
     def project(self, theta: np.ndarray) -> None:
         """No constraint: every state is admissible."""
 

@@ -28,7 +28,6 @@ class Dataset:
         return self.x.shape[0]
 
 
-
 def build_dataset(cfg: dict) -> Dataset:
     """Make the dataset described by ``cfg['data']`` (already validated by ``config.resolve``)."""
     data = cfg["data"]
