@@ -31,7 +31,9 @@ def main():
               help="Override a config value (TOML syntax), e.g. --set model.width=500. Repeatable.")
 @click.option("--seed", type=int, help="Same as --set run.seed=N.")
 @click.option("--replicas", type=int, help="Same as --set run.replicas=R.")
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--force", is_flag=True,
+              help="Replace OUTPUT if it exists (the old file stays until the new one is "
+                   "complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def run(config_path, output, overrides, seed, replicas, force, quiet):
     """Integrate the run described by CONFIG.toml and write its trajectory to an HDF5 file.
@@ -40,8 +42,10 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
     Example:
       meanfield-sim run runs/section5_1_relu.toml -o out.h5 --set model.width=200 --replicas 4
     """
-    from .runner import OutputError, Terminated
+    from .io.publish import Destination, OutputError, OutputExists
     from .runner import run as run_simulation
+    from .runner import what_was_left
+    from .signals import Interrupted
 
     overrides = list(overrides)
     if seed is not None:
@@ -53,11 +57,10 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
     except config_mod.ConfigError as exc:
         raise click.UsageError(f"{config_path}: {exc}") from None
     out = Path(output) if output else Path(Path(config_path).stem + ".h5")
-    if out.exists() and not force:
-        raise click.UsageError(f"output file {str(out)!r} exists; pass --force to overwrite it "
-                               "or -o to choose another")
-    if not out.parent.exists():
-        raise click.UsageError(f"output folder {str(out.parent)!r} does not exist")
+    try:
+        Destination(out, force).check()
+    except OutputError as exc:
+        raise click.UsageError(str(exc)) from None
 
     show = not quiet and sys.stderr.isatty()
     bar = None
@@ -71,22 +74,25 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
             done = int(1000 * np.log1p(t) / np.log1p(t_end))
             bar.update(done - bar.pos, f"t = {t:.4g} / {t_end:.4g}  risk = {np.mean(risk):.4g}")
 
+    failure = None  # (message, exit status): reported once the progress bar is closed
     try:
-        result = run_simulation(cfg, out, progress=progress)
-    except (KeyboardInterrupt, Terminated) as exc:
-        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        where = (f"{out} holds the records so far, marked 'interrupted'"
-                 if getattr(exc, "run_file", None) else "before the output file was created")
-        raise click.ClickException(f"interrupted by {how}; {where}") from None
-    except OutputError as exc:
-        raise click.ClickException(str(exc)) from None
+        result = run_simulation(cfg, out, progress=progress, force=force)
+    except Interrupted as exc:
+        failure = f"interrupted by {exc.signal_name}; {what_was_left(exc)}", exc.exit_code
+    except KeyboardInterrupt as exc:
+        failure = f"interrupted by Ctrl-C; {what_was_left(exc)}", 130
+    except OutputExists as exc:
+        failure = str(exc), 1
+    except (OutputError, MemoryError) as exc:
+        failure = f"{exc} ({what_was_left(exc)})", 1
     except Exception as exc:  # noqa: BLE001 - report any failure with the file's state
-        where = (f"{out} is marked 'failed'" if getattr(exc, "run_file", None)
-                 else "no output file was written")
-        raise click.ClickException(f"run failed: {exc} ({where})") from None
+        failure = f"run failed: {exc} ({what_was_left(exc)})", 1
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+    if failure is not None:
+        click.echo(f"Error: {failure[0]}", err=True)
+        sys.exit(failure[1])
     if not quiet:
         click.echo(f"wrote {out}: t = {result.t:.6g} in {result.steps} steps, "
                    f"{result.grad_evals} gradient evaluations, "
@@ -107,11 +113,18 @@ def _summary(values: np.ndarray) -> str:
 
 
 @main.command()
-@click.argument("path", metavar="OUT.h5", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="OUT.h5", type=click.Path(dir_okay=False))
 def info(path):
-    """Describe a run file: its status, contents and final figures."""
+    """Describe a run file: its status, contents and final figures.
+
+    A run in progress (or one that did not finish) writes OUT.h5.part; OUT.h5 names it too."""
+    from .io.publish import partial_path
     from .io.reader import describe
 
+    if not Path(path).exists():
+        if not partial_path(path).exists():
+            raise click.UsageError(f"{path!r} does not exist (nor {str(partial_path(path))!r})")
+        path = str(partial_path(path))
     try:
         click.echo(describe(path))
     except OSError as exc:

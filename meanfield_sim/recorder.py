@@ -47,6 +47,28 @@ def margins(outputs: np.ndarray, label: np.ndarray, weight: np.ndarray) -> np.nd
     return (own - other.max(axis=2)).min(axis=1)
 
 
+class NonFiniteError(RuntimeError):
+    """A recorded quantity became inf or NaN: the run cannot go on meaningfully."""
+
+
+def check_finite(frame: dict) -> None:
+    """Raise :class:`NonFiniteError` naming the first recorded quantity of ``frame`` that is not
+    finite, with the time, step and the first replica concerned (axis 1 after time is replica
+    for every series)."""
+    for group, values in frame.items():
+        if not isinstance(values, dict):
+            continue
+        for name, array in values.items():
+            flat = np.asarray(array).reshape(len(array), -1)
+            bad = ~np.isfinite(flat)
+            if bad.any():
+                replica = int(np.flatnonzero(bad.any(axis=1))[0])
+                raise NonFiniteError(
+                    f"{group}/{name} became non-finite ({flat[replica][bad[replica]][0]}) at "
+                    f"t = {frame['time']:.6g} (step {frame['step']}), replica index {replica}: "
+                    "the state or the outputs overflowed (initial scales or step too large?)")
+
+
 class Recorder:
     """Turns a state into one record for :class:`io.h5file.RunFile`: a dict with time, step,
     grad_evals and one dict of arrays per group (``observables`` and the flow's snapshots)."""

@@ -1,13 +1,25 @@
 """One run: resolved config in, HDF5 trajectory out.
 
 config -> flows.build_flow (dataset, model, initial state) -> integrator (Runge-Kutta or optimiser)
-stepping onto every record time -> Recorder -> RunFile. The file is marked 'running' from its
-first byte and 'complete' only after the last record is written; an interrupt (Ctrl-C, SIGTERM)
-or an error writes what was recorded and marks it 'interrupted' or 'failed'.
+stepping onto every record time -> Recorder -> RunFile, written as ``OUT.part`` and renamed to
+``OUT`` once complete (``io.publish``).
+
+How a run can end, and what it leaves:
+
+- complete: ``OUT``, status 'complete' (the only way a file gets the final name);
+- a stop signal (SIGINT, SIGTERM, SIGHUP): taken between steps (``signals``); ``OUT.part`` with
+  every record so far, status 'interrupted'; :class:`signals.Interrupted` is raised;
+- an error (integrator, non-finite values, I/O): ``OUT.part`` marked 'failed' with the message,
+  where the file can still be written; the error is raised;
+- SIGKILL or a crash: ``OUT.part`` with status 'running' and every committed record intact.
+
+Every exception raised after the flow was built carries ``run_file`` (the partial file, or None
+if none was created), ``run_status`` (the status written, or None if it could not be) and
+``run_records`` (records committed); :func:`what_was_left` says it in words.
 """
 from __future__ import annotations
 
-import signal
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +31,14 @@ from . import config as config_mod
 from .flows import build_flow
 from .integrate import make_integrator
 from .integrate.stepper import IntegratorState
-from .io.h5file import STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED, RunFile
-from .recorder import Recorder, evaluation_grid, record_times
+from .io.h5file import (STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED, RunFile,
+                        series_bytes)
+from .io.publish import Destination, OutputError, OutputExists
+from .recorder import Recorder, check_finite, evaluation_grid, record_times
+from .signals import Interrupted, StopSignals, signals_blocked
 
-
-class Terminated(Exception):
-    """Raised in the main thread when the process receives SIGTERM."""
-
-
-class OutputError(OSError):
-    """The output file cannot be created (folder missing or read-only, file held by another
-    process); nothing was written."""
+HEARTBEAT_SECONDS = 10.0  # most wall time between two updates of a running file's progress
+METADATA_BYTES = 1 << 20  # allowance for everything in a file besides the time series
 
 
 @dataclass
@@ -43,74 +52,172 @@ class RunResult:
     compile_seconds: float  # Numba compilation or cache loading before the first step
     risk: np.ndarray
     margin: np.ndarray
+    n_records: int
 
 
-def run(cfg: dict, out_path: str | Path,
-        progress: Callable[[float, float, np.ndarray], None] | None = None) -> RunResult:
+def run(cfg: dict, out_path: str | Path, progress: Callable | None = None,
+        force: bool = False) -> RunResult:
     """Integrate the run described by ``cfg`` (resolved) and write it to ``out_path``.
 
-    ``progress(t, t_end, risk)`` is called after every record."""
-    start = time.perf_counter()
-    flow, theta = build_flow(cfg)
-    flow.warm_up()
-    compile_seconds = time.perf_counter() - start
-    run_cfg = cfg["run"]
-    grid = evaluation_grid(cfg["record"]) if flow.supports_grid else None
-    replica_ids = run_cfg["first_replica"] + np.arange(run_cfg["replicas"])
-    meta = {"model": cfg["model"]["kind"], "seed": run_cfg["seed"],
-            "replicas": run_cfg["replicas"], "t_end": run_cfg["t_end"], "grad_evals": 0,
-            "steps": 0, "wall_seconds": 0.0, "compile_seconds": compile_seconds}
-    recorder = Recorder(flow, grid, flow.snapshot_layout(cfg))
-    try:
-        out = RunFile(out_path, config_mod.to_toml(cfg), meta, flow.data, replica_ids,
-                      recorder.layouts(), flush_every=cfg["record"]["flush_every"])
-    except OSError as exc:
-        raise OutputError(f"cannot create {out_path}: {exc} (is it open in another program?)") \
-            from None
-    stepper = make_integrator(flow, cfg["integrator"])
-    state = IntegratorState(theta=theta, dt=min(cfg["integrator"]["dt"],
-                                                cfg["integrator"]["dt_max"]))
-    frame = None
-
-    def totals():
-        return {"t_reached": state.t, "steps": state.step, "grad_evals": flow.grad_evals,
-                "wall_seconds": time.perf_counter() - start, "compile_seconds": compile_seconds}
-
-    previous = _install_sigterm()
-    try:
-        for t_rec in record_times(cfg["record"], run_cfg["t_end"]):
-            stepper.advance(state, t_rec)
-            if frame is not None and state.t <= frame["time"]:
-                continue  # an optimiser's step grid is coarser than the requested times
-            frame = recorder.frame(state.theta, state.t, state.step)
-            out.append(frame)
-            if progress is not None:
-                progress(state.t, run_cfg["t_end"], frame["observables"]["risk"])
-    except (KeyboardInterrupt, Terminated) as exc:
-        out.close(STATUS_INTERRUPTED, message=f"interrupted by {type(exc).__name__}", **totals())
-        exc.run_file = out.path  # tells the caller the file exists and says what happened
-        raise
-    except BaseException as exc:
-        out.close(STATUS_FAILED, message=f"{type(exc).__name__}: {exc}", **totals())
-        exc.run_file = out.path
-        raise
-    finally:
-        _restore_sigterm(previous)
-    out.close(STATUS_COMPLETE, **totals())
-    return RunResult(Path(out_path), STATUS_COMPLETE, state.t, state.step, flow.grad_evals,
-                     time.perf_counter() - start, compile_seconds, frame["observables"]["risk"],
-                     frame["observables"]["margin"])
+    ``progress(t, t_end, risk)`` is called after every record; ``force`` allows replacing an
+    existing ``out_path`` (which stays until the new file is complete)."""
+    destination = Destination(out_path, force)
+    destination.check()
+    with StopSignals() as stop:
+        return _Run(cfg, destination, stop, progress).execute()
 
 
-def _install_sigterm():
-    def handler(signum, _frame):
-        raise Terminated(f"signal {signum}")
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        return None
+class _Run:
+    """The state of one run while it goes: flow, integrator, file, clocks."""
+
+    def __init__(self, cfg, destination: Destination, stop: StopSignals, progress):
+        self.cfg, self.destination, self.stop, self.progress = cfg, destination, stop, progress
+        self.start = time.perf_counter()
+        self.out: RunFile | None = None
+        self.state: IntegratorState | None = None
+        self.compile_seconds = 0.0
+        self._next_beat = 0.0
+
+    def execute(self) -> RunResult:
+        cfg = self.cfg
+        try:
+            self.flow, theta = build_flow(cfg)
+        except MemoryError as exc:
+            raise MemoryError(f"not enough memory to build this run (model.width = "
+                              f"{cfg['model']['width']}, run.replicas = "
+                              f"{cfg['run']['replicas']}): {exc}") from None
+        self.flow.warm_up()
+        self.compile_seconds = time.perf_counter() - self.start
+        self.state = IntegratorState(theta=theta, dt=min(cfg["integrator"]["dt"],
+                                                         cfg["integrator"]["dt_max"]))
+        integrator = make_integrator(self.flow, cfg["integrator"], self._between_steps)
+        times = integrator.reached_times(record_times(cfg["record"], cfg["run"]["t_end"]))
+        grid = evaluation_grid(cfg["record"]) if self.flow.supports_grid else None
+        recorder = Recorder(self.flow, grid, self.flow.snapshot_layout(cfg))
+        try:
+            self.stop.check()
+            self._open(recorder.layouts(), len(times))
+        except BaseException as exc:
+            exc.run_file, exc.run_status, exc.run_records = None, None, 0
+            raise
+        frame = None
+        try:
+            for t_rec in times:
+                integrator.advance(self.state, t_rec)
+                frame = recorder.frame(self.state.theta, self.state.t, self.state.step)
+                check_finite(frame)
+                self.out.append(frame, self.totals())
+                self.stop.check()
+                if self.progress is not None:
+                    self.progress(self.state.t, cfg["run"]["t_end"],
+                                  frame["observables"]["risk"])
+        except (Interrupted, KeyboardInterrupt) as exc:
+            self._end(exc, STATUS_INTERRUPTED, str(exc) or "interrupted by KeyboardInterrupt")
+            raise
+        except OSError as exc:
+            error = OutputError(f"writing {self.destination.partial} failed: {exc}")
+            self._end(error, STATUS_FAILED, str(error))
+            raise error from None
+        except BaseException as exc:
+            self._end(exc, STATUS_FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        partial = self.destination.partial
+        try:
+            with signals_blocked():
+                self.out.close(STATUS_COMPLETE, progress=self.totals(),
+                               before_close=self.destination.publish)
+        except OutputExists as exc:  # complete, but someone else's file took the final name
+            self._mark(exc, partial, STATUS_COMPLETE)
+            raise
+        except OSError as exc:
+            self.out.abandon()
+            error = OutputError(f"finishing {partial} failed: {exc}")
+            self._mark(error, partial, None)
+            raise error from None
+        finally:
+            self.destination.release()
+        return RunResult(self.destination.final, STATUS_COMPLETE, self.state.t, self.state.step,
+                         self.flow.grad_evals, time.perf_counter() - self.start,
+                         self.compile_seconds, frame["observables"]["risk"],
+                         frame["observables"]["margin"], self.out.n_records)
+
+    def _open(self, layouts: dict, n_frames: int) -> None:
+        """Claim the destination and create the file at its full size, after checking that the
+        disk has room for it."""
+        cfg, dest = self.cfg, self.destination
+        need = series_bytes(layouts, n_frames, self.flow.data.n, cfg["run"]["replicas"]) \
+            + METADATA_BYTES
+        free = shutil.disk_usage(dest.final.parent).free
+        if dest.partial.exists():
+            free += dest.partial.stat().st_size  # taken over and truncated below
+        if need > free:
+            raise OutputError(f"{dest.final.parent}/ has {_size(free)} free; this run's file "
+                              f"needs {_size(need)} ({n_frames} records; fewer records or "
+                              "snapshots make it smaller)")
+        dest.claim()
+        run_cfg = cfg["run"]
+        meta = {"model": cfg["model"]["kind"], "seed": run_cfg["seed"],
+                "replicas": run_cfg["replicas"], "t_end": run_cfg["t_end"],
+                "compile_seconds": self.compile_seconds}
+        replica_ids = run_cfg["first_replica"] + np.arange(run_cfg["replicas"])
+        try:
+            self.out = RunFile(dest.partial, config_mod.to_toml(cfg), meta, self.flow.data,
+                               replica_ids, layouts, n_frames,
+                               flush_every=cfg["record"]["flush_every"])
+        except OSError as exc:
+            dest.discard()
+            dest.release()
+            raise OutputError(f"cannot create {dest.partial}: {exc}") from None
+        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+
+    def totals(self, state: IntegratorState | None = None) -> dict:
+        state = state or self.state
+        return {"t_reached": state.t, "steps": state.step, "grad_evals": self.flow.grad_evals,
+                "wall_seconds": time.perf_counter() - self.start,
+                "compile_seconds": self.compile_seconds}
+
+    def _between_steps(self, state: IntegratorState) -> None:
+        self.stop.check()
+        if self.out is not None and time.monotonic() >= self._next_beat:
+            self.out.heartbeat(self.totals(state))
+            self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+
+    def _end(self, exc: BaseException, status: str, message: str) -> None:
+        """Mark the file with ``status`` and close it; if even that fails, leave it as the last
+        successful flush left it."""
+        written = None
+        with signals_blocked():
+            for write_buffer in (True, False):  # without the frames whose write just failed
+                try:
+                    self.out.close(status, message, self.totals(), write_buffer=write_buffer)
+                except Exception:  # noqa: BLE001 - the original error is the one to report
+                    continue
+                written = status
+                break
+            else:
+                self.out.abandon()
+        self.destination.release()
+        self._mark(exc, self.destination.partial, written)
+
+    def _mark(self, exc: BaseException, path: Path, status: str | None) -> None:
+        exc.run_file, exc.run_status = path, status
+        exc.run_records = self.out.n_records if self.out is not None else 0
 
 
-def _restore_sigterm(previous):
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+def what_was_left(exc: BaseException) -> str:
+    """What an exception from :func:`run` left on disk, in words."""
+    path, status = getattr(exc, "run_file", None), getattr(exc, "run_status", None)
+    records = getattr(exc, "run_records", 0)
+    if path is None:
+        return "no output file was written"
+    if status is None:
+        return (f"{path} holds its first {records} records intact but could not be marked "
+                "(its status still says 'running')")
+    return f"{path} holds {records} records, marked {status!r}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000

@@ -178,7 +178,8 @@ def test_failing_run_exits_nonzero_and_marks_the_file(cfg_path, tmp_path):
     assert "run failed" in result.output and "max_steps" in result.output
     assert "marked 'failed'" in result.output
     assert "wrote" not in result.output
-    with h5py.File(out, "r") as f:
+    assert not out.exists()  # the final name is only ever a complete file
+    with h5py.File(str(out) + ".part", "r") as f:
         assert f.attrs["status"] == "failed"
         assert "max_steps = 3" in f.attrs["message"]
 
@@ -197,8 +198,8 @@ def test_info_describes_a_run(cfg_path, tmp_path):
         final_risk = f["observables/risk"][n - 1]
         steps = int(f.attrs["steps"])
     assert "status:      complete" in text
-    assert f"records:     {n}, t = 0 .. 1" in text
-    assert f"integration: {steps} steps" in text
+    assert f"records:     {n} of {n}, t = 0 .. 1" in text
+    assert f"integration: t = 1 of 1, {steps} steps" in text
     assert "model:       network, 2 replica(s), seed 5" in text
     assert "data:        n = 6 points in d = 1" in text
     assert "grid_outputs" in text and "snapshots of network (particle 5)" in text
@@ -289,11 +290,15 @@ def test_end_to_end_subprocess_quiet(cfg_path, tmp_path):
     assert "status:      complete" in info.stdout
 
 
-def test_output_held_by_another_program_is_a_clear_error(cfg_path, tmp_path):
-    """HDF5 locks a file that is open for writing elsewhere: the run stops before writing and
-    says so, instead of claiming to have marked a file it never opened."""
+def test_force_replaces_a_file_open_elsewhere_atomically(cfg_path, tmp_path):
+    """--force renames the new file over the old one: a program that has the old file open
+    keeps reading the old contents; a fresh open sees the new run."""
     out = tmp_path / "held.h5"
-    with h5py.File(out, "w"):
+    with h5py.File(out, "w") as old:
+        old.attrs["marker"] = "old"
+        old.flush()
         result = CliRunner().invoke(main, ["run", str(cfg_path), "-o", str(out), "--force"])
-    assert result.exit_code == 1
-    assert "cannot create" in result.output and "marked" not in result.output
+        assert result.exit_code == 0, result.output
+        assert old.attrs["marker"] == "old"
+    with h5py.File(out, "r") as f:
+        assert f.attrs["status"] == "complete" and "marker" not in f.attrs

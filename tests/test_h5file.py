@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import pty
 import signal
-import subprocess
 import sys
 
 import h5py
@@ -16,9 +14,11 @@ from meanfield_sim import config as config_mod
 from meanfield_sim import runner
 from meanfield_sim.integrate.stepper import IntegrationError
 from meanfield_sim.io import h5file
+from meanfield_sim.io.publish import partial_path
 from meanfield_sim.io.reader import read_observables
 from meanfield_sim.model.data import build_dataset
 from meanfield_sim.recorder import record_times
+from meanfield_sim.signals import Interrupted
 
 sys.path.insert(0, os.path.dirname(__file__))
 import io_helpers as io  # noqa: E402
@@ -91,7 +91,9 @@ def test_dataset_shapes(tiny):
     with h5py.File(path, "r") as f:
         f.visititems(lambda name, obj: found.__setitem__(name, obj.shape)
                      if isinstance(obj, h5py.Dataset) else None)
-        assert f["observables/risk"].maxshape == (None, R)  # the time axis is unlimited
+        # preallocated at the final length, contiguous and unfiltered (crash safety)
+        assert f["observables/risk"].maxshape == (n_rec, R)
+        assert f["observables/risk"].chunks is None and f["observables/risk"].compression is None
         assert np.array_equal(f["observables/replica"][()], [3, 4])  # first_replica = 3
         pids = f["particles/network/particle"][()]
     assert found == expected
@@ -219,9 +221,11 @@ def test_xarray_opens_each_group_without_phony_dims(tiny, group):
 def test_failed_run_is_marked_failed(tmp_path):
     cfg = config_mod.load(io.write_config(tmp_path), ["integrator.max_steps=3"])
     path = tmp_path / "failed.h5"
-    with pytest.raises(IntegrationError, match="max_steps"):
+    with pytest.raises(IntegrationError, match="max_steps") as caught:
         runner.run(cfg, path)
-    with h5py.File(path, "r") as f:
+    assert not path.exists()  # only a complete file gets the final name
+    assert caught.value.run_file == partial_path(path) and caught.value.run_status == "failed"
+    with h5py.File(partial_path(path), "r") as f:
         assert f.attrs["status"] == "failed"
         message = f.attrs["message"]
         assert message.startswith("IntegrationError") and "max_steps = 3" in message
@@ -248,16 +252,19 @@ def test_keyboard_interrupt_marks_interrupted_and_keeps_buffered_records(tmp_pat
 
     with pytest.raises(KeyboardInterrupt):
         runner.run(cfg, path, progress=progress)
-    with h5py.File(path, "r") as f:
+    with h5py.File(partial_path(path), "r") as f:
         assert f.attrs["status"] == "interrupted"
         assert f.attrs["message"] == "interrupted by KeyboardInterrupt"
         n = int(f.attrs["n_records"])
         assert n == 2  # with flush_every = 3 the second record was still buffered: close wrote it
-        np.testing.assert_array_equal(f["observables/time"][()], seen)
-        assert f["particles/network/a"].shape[0] == 2
+        np.testing.assert_array_equal(f["observables/time"][:n], seen)
+        assert np.isnan(f["observables/time"][n:]).all()  # planned records never reached
+        assert np.isnan(f["particles/network/a"][n:]).all()
 
 
 def test_sigterm_in_process_marks_interrupted_and_restores_handler(tmp_path):
+    """The signal only sets a flag: the run stops at the next step boundary with
+    signals.Interrupted, the file says 'interrupted', and the caller's handler is back."""
     cfg = config_mod.loads(io.TINY_TOML)
     path = tmp_path / "term.h5"
 
@@ -273,123 +280,13 @@ def test_sigterm_in_process_marks_interrupted_and_restores_handler(tmp_path):
 
     previous = signal.signal(signal.SIGTERM, ours)
     try:
-        with pytest.raises(runner.Terminated):
+        with pytest.raises(Interrupted) as caught:
             runner.run(cfg, path, progress=progress)
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         signal.signal(signal.SIGTERM, previous)
-    with h5py.File(path, "r") as f:
+    assert caught.value.exit_code == 143 and caught.value.run_status == "interrupted"
+    with h5py.File(partial_path(path), "r") as f:
         assert f.attrs["status"] == "interrupted"
-        assert "Terminated" in f.attrs["message"]
+        assert f.attrs["message"] == "interrupted by SIGTERM"
         assert int(f.attrs["n_records"]) == 2
-
-
-# ---------------------------------------------------------------------------------------------
-# Runs stopped from outside: a separate process
-# ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def killed(tmp_path_factory):
-    """A writer killed with SIGKILL after it reported >= 3 flushed records.
-
-    Returns dict(path, reported, live_error, live_records): ``live_*`` from an attempt to read
-    the file while the writer was still running. The writer reports each flushed record on
-    stdout (io.PROGRESS_WRITER), so the test knows when enough records are on disk without
-    polling the file."""
-    folder = tmp_path_factory.mktemp("killed")
-    cfg_path = io.write_config(folder, io.ENDLESS_TOML, "endless.toml")
-    path = folder / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-c", io.PROGRESS_WRITER, str(cfg_path), str(path)],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=io.subprocess_env())
-    out = {"path": path, "live_error": None, "live_records": None}
-    try:
-        text = io.read_until(proc.stdout.fileno(), lambda b: b.count(b"\n") >= 3, timeout=120)
-        complete_lines = text.split(b"\n")[:-1]
-        out["reported"] = int(complete_lines[-1].split()[0])
-        try:
-            with h5py.File(path, "r", locking=False) as f:
-                out["live_records"] = int(f.attrs["n_records"])
-        except OSError as exc:
-            out["live_error"] = str(exc)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        io.stop(proc)
-    return out
-
-
-def test_running_file_can_be_read_while_the_run_goes_on(killed):
-    assert killed["live_error"] is None, killed["live_error"]
-    assert killed["live_records"] >= 3
-
-
-def test_killed_run_leaves_a_readable_file_with_intact_records(killed):
-    """A SIGKILLed run's file opens as it was at its last flush: status still 'running', every
-    record it reported flushed is there, at the expected times, and finite."""
-    cfg = config_mod.loads(io.ENDLESS_TOML)
-    with h5py.File(killed["path"], "r") as f:
-        assert f.attrs["status"] == "running"
-        assert f.attrs["finished"] == ""
-        n = int(f.attrs["n_records"])
-        assert n >= killed["reported"] >= 3
-        expected_t = record_times(cfg["record"], cfg["run"]["t_end"])[:n]
-        for group in ("observables", "particles/network"):
-            assert f[group]["time"].shape[0] >= n
-            np.testing.assert_array_equal(f[group]["time"][:n], expected_t)
-            assert np.all(np.abs(np.diff(f[group]["step"][:n]) - 10000) <= 1)  # dt = 0.01
-        for name in (*SERIES, "outputs"):
-            frames = f["observables"][name][:n]
-            assert frames.shape[0] == n and np.isfinite(frames).all(), name
-        for name in ("a", "w", "b"):
-            frames = f["particles/network"][name][:n]
-            assert frames.shape[0] == n and np.isfinite(frames).all(), name
-        assert config_mod.loads(f["parameters/config"][()].decode()) == cfg
-
-
-@pytest.fixture(scope="module")
-def terminated(tmp_path_factory):
-    """``meanfield-sim run`` in a subprocess, sent SIGTERM once its progress bar (stderr on a
-    pseudo-terminal, so that the bar is drawn) shows a record: dict(path, returncode, stdout,
-    terminal output)."""
-    folder = tmp_path_factory.mktemp("terminated")
-    cfg_path = io.write_config(folder, io.ENDLESS_TOML, "endless.toml")
-    path = folder / "term.h5"
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(io.cli_command("run", str(cfg_path), "-o", str(path)),
-                            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
-                            env=io.subprocess_env())
-    os.close(slave)
-    try:
-        shown = io.read_until(master, lambda b: b"risk = " in b, timeout=120)
-        proc.send_signal(signal.SIGTERM)
-        shown += io.drain(master, timeout=30)
-        returncode = proc.wait(timeout=30)
-        stdout = proc.stdout.read().decode()
-    finally:
-        io.stop(proc)
-        os.close(master)
-    return {"path": path, "returncode": returncode, "stdout": stdout,
-            "terminal": shown.decode(errors="replace")}
-
-
-def test_sigterm_marks_the_file_interrupted_and_the_cli_fails(terminated):
-    assert terminated["returncode"] not in (0, None)
-    assert terminated["returncode"] > 0  # exited through the CLI's error path, not killed
-    assert "Error" in terminated["terminal"]
-    assert terminated["stdout"] == ""  # no success summary
-    with h5py.File(terminated["path"], "r") as f:
-        assert f.attrs["status"] == "interrupted"
-        assert "Terminated" in f.attrs["message"]
-        assert f.attrs["finished"] != ""
-        n = int(f.attrs["n_records"])
-        assert n >= 2
-        t = f["observables/time"][:n]
-        assert t[0] == 0.0 and np.all(np.diff(t) > 0)
-        assert float(f.attrs["t_reached"]) >= t[-1]
-        assert np.isfinite(f["observables/risk"][:n]).all()
-        assert np.isfinite(f["particles/network/w"][:n]).all()
-
-
-def test_sigterm_message_says_interrupted(terminated):
-    assert "marked 'failed'" not in terminated["terminal"]
-    assert "interrupted" in terminated["terminal"]

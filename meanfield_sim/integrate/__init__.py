@@ -3,14 +3,16 @@ the discrete optimisers momentum and Adam (``optimizers``), all behind ``advance
 from __future__ import annotations
 
 from .optimizers import Optimizer, OptimizerControl
-from .stepper import RungeKutta, StepControl
+from .stepper import RungeKutta, StepControl, StepHook
 
 OPTIMIZERS = ("momentum", "adam")
 
 
-def make_integrator(flow, integ: dict):
-    """The integrator or optimiser named by ``integrator.method`` for ``flow``."""
+def make_integrator(flow, integ: dict, between_steps: StepHook | None = None):
+    """The integrator or optimiser named by ``integrator.method`` for ``flow``;
+    ``between_steps(state)`` runs before every step."""
     if integ["method"] in OPTIMIZERS:
         return Optimizer(flow, OptimizerControl(**{k: integ[k] for k in
-                                                   OptimizerControl.__dataclass_fields__}))
-    return RungeKutta(flow, StepControl.from_config(integ), flow.train_mask)
+                                                   OptimizerControl.__dataclass_fields__}),
+                         between_steps)
+    return RungeKutta(flow, StepControl.from_config(integ), flow.train_mask, between_steps)

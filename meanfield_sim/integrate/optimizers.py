@@ -23,7 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stepper import IntegrationError, IntegratorState, VectorField
+from .stepper import IntegrationError, IntegratorState, StepHook, VectorField
+
+
+def nearest_step(t, dt: float):
+    """Number of the step of size dt nearest time t (ties to even), as int64."""
+    return np.rint(np.asarray(t) / dt).astype(np.int64)
 
 
 @dataclass
@@ -40,17 +45,26 @@ class OptimizerControl:
 class Optimizer:
     """Steps ``state`` with momentum or Adam until ``state.t == t_stop``."""
 
-    def __init__(self, field_: VectorField, control: OptimizerControl):
+    def __init__(self, field_: VectorField, control: OptimizerControl,
+                 between_steps: StepHook | None = None):
         self.field, self.control = field_, control
+        self.between_steps = between_steps
         self._v = None
+
+    def reached_times(self, times: np.ndarray) -> np.ndarray:
+        """The distinct times ``advance`` stops at for requested record times: each rounded to
+        the nearest multiple of dt (requested times closer than dt share one)."""
+        return np.unique(nearest_step(np.asarray(times), self.control.dt)) * self.control.dt
 
     def advance(self, state: IntegratorState, t_stop: float) -> None:
         """Take full steps up to the one nearest ``t_stop``; state.t = state.step * dt."""
         c = self.control
         if self._v is None or self._v.shape != state.theta.shape:
             self._v = np.empty_like(state.theta)
-        target = int(round(t_stop / c.dt))
+        target = int(nearest_step(t_stop, c.dt))
         while state.step < target:
+            if self.between_steps is not None:
+                self.between_steps(state)
             if state.step >= c.max_steps:
                 raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
                                        f"t = {state.t:.6g} before t = {t_stop:.6g}")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -41,6 +41,11 @@ class VectorField(Protocol):
     def project(self, theta: np.ndarray) -> None: ...
 
     def begin_step(self, theta: np.ndarray) -> None: ...
+
+
+StepHook = Callable[["IntegratorState"], None]
+"""Called before every step attempt with the current state: where a run checks for stop
+requests and writes its heartbeat. It may raise to stop the integration between steps."""
 
 
 class IntegrationError(RuntimeError):
@@ -79,12 +84,19 @@ class IntegratorState:
 class RungeKutta:
     """Integrates a :class:`VectorField` with the tableau ``control.method``."""
 
-    def __init__(self, field_: VectorField, control: StepControl, train_mask: np.ndarray):
+    def __init__(self, field_: VectorField, control: StepControl, train_mask: np.ndarray,
+                 between_steps: StepHook | None = None):
         self.field = field_
         self.control = control
         self.tableau: Tableau = TABLEAUS[control.method]
         self.mask = train_mask
+        self.between_steps = between_steps
         self._k: list[np.ndarray] = []
+
+    @staticmethod
+    def reached_times(times: np.ndarray) -> np.ndarray:
+        """The times ``advance`` stops at for requested record times: exactly those."""
+        return np.asarray(times, dtype=np.float64)
 
     def _stages(self, theta):
         if len(self._k) != self.tableau.stages or self._k[0].shape != theta.shape:
@@ -145,6 +157,8 @@ class RungeKutta:
         """Step ``state`` forward until state.t == t_stop exactly."""
         c, tab = self.control, self.tableau
         while state.t < t_stop:
+            if self.between_steps is not None:
+                self.between_steps(state)
             if state.step >= c.max_steps:
                 raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
                                        f"t = {state.t:.6g} before t = {t_stop:.6g}")
@@ -179,9 +193,12 @@ class RungeKutta:
                 state.dt = dt * shrink
                 state.rejected += 1
                 if state.dt < c.dt_min:
+                    why = ("every step tried made the state non-finite"
+                           if not np.isfinite(y_new).all() else
+                           "the flow may be stiff or singular there")
                     raise IntegrationError(
                         f"step size {state.dt:.3g} fell below integrator.dt_min = {c.dt_min:.3g} "
-                        f"at t = {state.t:.6g}; the flow may be stiff or singular there")
+                        f"at t = {state.t:.6g}; {why}")
 
     def _accept(self, state, y_new, t_new):
         if self.field.constrained:

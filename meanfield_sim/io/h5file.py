@@ -1,9 +1,10 @@
 """One HDF5 file per run, laid out after H5MD and readable by xarray (h5netcdf engine).
 
     /                      attrs: status ('running' | 'complete' | 'interrupted' | 'failed'),
-                           n_records, started, finished, wall_seconds (compile_seconds of it
-                           spent compiling or loading kernels), steps, grad_evals, message,
-                           seed, replicas, versions of meanfield_sim / numba / numpy / h5py / python
+                           n_records, started, finished, updated, wall_seconds
+                           (compile_seconds of it spent compiling or loading kernels), steps,
+                           grad_evals, t_reached, message, pid, host, seed, replicas, versions
+                           of meanfield_sim / numba / numpy / h5py / python
     /h5md                  H5MD identification (version, creator)
     /parameters/config     the fully resolved config as TOML text: the file alone reproduces the run
     /data                  x (sample, input), label (sample), weight (sample)
@@ -18,17 +19,31 @@
 
 Every group is a self-contained netCDF-style group: each axis is a named dimension scale with a
 coordinate dataset of the same name, so ``xarray.open_dataset(path, group="observables",
-engine="h5netcdf")`` needs no ``phony_dims``. The time axis is unlimited and chunked in whole
-frames; records are buffered and appended every ``flush_every`` records, after which the
-``n_records`` attribute is updated and the file flushed. A reader trusts the first ``n_records``
-frames; a file whose status is not 'complete' is from a run that did not finish. A reader may
-open a file while its run is going (``h5py.File(path, "r", locking=False)``), and a file whose
-run was killed opens as it was at its last flush.
+engine="h5netcdf")`` needs no ``phony_dims``.
+
+Crash safety. The record times are known before the first step, so every time series is created
+at its final length: contiguous, unfiltered, its space allocated and filled (NaN, or -1 for the
+integer axes) when the file is created. After that the file never grows and no metadata moves:
+a flush writes the new frames into space that already exists, flushes, and only then raises
+the ``n_records`` attribute and flushes again. Every attribute that changes during a run (status,
+counters, heartbeat, message) is fixed-size and rewritten in place; the variable-length strings
+are written once, at creation. So at any instant, a SIGKILL included, the file on disk holds
+``n_records`` complete frames, and a reader opening it meanwhile
+(``h5py.File(path, "r", locking=False)``) sees either the old or the new count, never a frame
+that is not there. A frame past ``n_records`` is NaN or belongs to a write cut short.
+
+While the run goes, its changing string attributes are fixed-length and read back as ``bytes``
+with plain h5py (``text_of`` decodes them); closing turns them into plain strings, in the last
+milliseconds before the file gets its final name. The superblock is version 0 (libver "earliest"): newer formats
+set an "open for write" flag that makes a file unreadable while it is written and forever after
+a SIGKILL.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
+import socket
 from pathlib import Path
 
 import h5py
@@ -37,6 +52,12 @@ import numpy as np
 H5MD_VERSION = (1, 1)
 STATUS_RUNNING, STATUS_COMPLETE = "running", "complete"
 STATUS_INTERRUPTED, STATUS_FAILED = "interrupted", "failed"
+
+# The attributes rewritten during a run, with their fixed sizes (bytes for text).
+TEXT_ATTRS = {"status": 16, "finished": 32, "updated": 32, "message": 2048}
+COUNT_ATTRS = ("n_records", "steps", "grad_evals")
+REAL_ATTRS = ("t_reached", "wall_seconds", "compile_seconds")
+PROGRESS_ATTRS = ("steps", "grad_evals", "t_reached", "wall_seconds", "compile_seconds")
 
 
 def now_iso() -> str:
@@ -52,59 +73,90 @@ def versions() -> dict:
             "python_version": platform.python_version()}
 
 
-def _coord(group: h5py.Group, name: str, values, unlimited: bool = False) -> h5py.Dataset:
-    values = np.asarray(values)
-    kwargs = dict(maxshape=(None,), chunks=(1024,)) if unlimited else {}
-    ds = group.create_dataset(name, data=values, **kwargs)
+def _fixed_text(text: str, size: int) -> bytes:
+    """UTF-8 bytes of ``text`` cut at a character boundary to at most ``size`` bytes."""
+    raw = text.encode("utf-8")
+    if len(raw) <= size:
+        return raw
+    return raw[:size - 3].decode("utf-8", errors="ignore").encode("utf-8") + b"..."
+
+
+def text_of(value) -> str:
+    """An attribute as text: while a run goes, its changing attributes are fixed-length UTF-8
+    bytes; a closed file's are plain strings."""
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _preallocated(group: h5py.Group, name: str, shape: tuple, dtype) -> h5py.Dataset:
+    """A contiguous dataset whose space is allocated and filled (NaN, -1) at creation."""
+    dtype = np.dtype(dtype)
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
+    dcpl.set_fill_value(np.array(np.nan if dtype.kind == "f" else -1, dtype=dtype))
+    return group.create_dataset(name, shape=shape, dtype=dtype, dcpl=dcpl)
+
+
+def _coord(group: h5py.Group, name: str, values) -> h5py.Dataset:
+    ds = group.create_dataset(name, data=np.asarray(values))
     ds.make_scale(name)
     return ds
 
 
-def _variable(group: h5py.Group, name: str, dims: tuple, shape_tail: tuple, dtype,
-              attrs: dict | None = None) -> h5py.Dataset:
-    """A time-series variable (time, *dims) with its axes attached to the group's scales."""
-    chunk_frames = max(1, min(64, (1 << 20) // max(1, int(np.prod(shape_tail)) * 8)))
-    ds = group.create_dataset(name, shape=(0, *shape_tail), maxshape=(None, *shape_tail),
-                              dtype=dtype, chunks=(chunk_frames, *shape_tail),
-                              compression="gzip", compression_opts=4, shuffle=True)
-    for axis, dim in enumerate(("time", *dims)):
-        ds.dims[axis].attach_scale(group[dim])
-    for key, value in (attrs or {}).items():
-        ds.attrs[key] = value
-    return ds
-
-
-def _static(group: h5py.Group, name: str, data, dims: tuple, attrs: dict | None = None):
-    ds = group.create_dataset(name, data=np.asarray(data))
+def _attach(ds: h5py.Dataset, group: h5py.Group, dims: tuple, attrs: dict) -> h5py.Dataset:
     for axis, dim in enumerate(dims):
         ds.dims[axis].attach_scale(group[dim])
-    for key, value in (attrs or {}).items():
-        ds.attrs[key] = value
+    ds.attrs.update(attrs)
     return ds
+
+
+def series_bytes(groups: dict, n_frames: int, data_n: int, replicas: int) -> int:
+    """Bytes the time series of ``groups`` take in a file of ``n_frames`` records (the file's
+    size, up to the data, coordinates and about 100 kB of metadata)."""
+    total = 0
+    for layout in groups.values():
+        sizes = {"replica": replicas, "sample": data_n,
+                 **{dim: len(values) for dim, values in layout.coords.items()}}
+        for series in layout.variables.values():
+            total += 8 * n_frames * int(np.prod([sizes[d] for d in series.dims]))
+        total += 3 * 8 * n_frames  # time, step, grad_evals
+    return total
 
 
 class RunFile:
     """Writer of one run's file. Records go through :meth:`append`; :meth:`close` sets the status.
 
     ``groups`` maps group paths to layouts (``flows.base.GroupLayout``): each becomes a group with
-    its own time axis (time, step, grad_evals), a ``replica`` axis with ``replica_ids``, the
-    layout's coordinates and static datasets, and one unlimited time series per variable.
-    A record is {"time", "step", "grad_evals", <group path>: {variable: array}}.
+    its own time axis (time, step, grad_evals) of ``n_frames`` entries, a ``replica`` axis with
+    ``replica_ids``, the layout's coordinates and static datasets, and one preallocated time
+    series per variable. A record is {"time", "step", "grad_evals", <group path>: {variable:
+    array}}. The caller must hold the file exclusively (``io.publish.Destination``): HDF5's own
+    file lock is not used, so that readers need not wait.
     """
 
     def __init__(self, path: str | Path, config_toml: str, meta: dict, data, replica_ids,
-                 groups: dict, flush_every: int = 1):
+                 groups: dict, n_frames: int, flush_every: int = 1):
         self.path = Path(path)
-        # Superblock v0 (libver "earliest"): newer formats set an "open for write" flag that
-        # makes a file unreadable while it is written and forever after a SIGKILL.
-        self.f = h5py.File(self.path, "w", libver=("earliest", "v108"))
+        self.f = h5py.File(self.path, "w", libver=("earliest", "v108"), locking=False)
         self.flush_every = flush_every
         self.groups = groups
+        self.n_frames = n_frames
         self._buffer: list[dict] = []
         self.n_records = 0
         f = self.f
-        f.attrs.update({"status": STATUS_RUNNING, "n_records": 0, "started": now_iso(),
-                        "finished": "", "message": "", **versions(), **meta})
+        for name, size in TEXT_ATTRS.items():
+            f.attrs.create(name, b"", dtype=h5py.string_dtype("utf-8", size))
+        for name in COUNT_ATTRS:
+            f.attrs.create(name, 0, dtype=np.int64)
+        for name in REAL_ATTRS:
+            f.attrs.create(name, 0.0, dtype=np.float64)
+        self._set_text(status=STATUS_RUNNING, updated=now_iso())
+        f.attrs.update({"started": now_iso(), "pid": os.getpid(), "host": socket.gethostname(),
+                        **versions(),
+                        **{k: v for k, v in meta.items() if k not in PROGRESS_ATTRS}})
+        self._set_progress(meta)
         h5md = f.create_group("h5md")
         h5md.attrs["version"] = np.array(H5MD_VERSION, dtype=np.int32)
         creator = h5md.create_group("creator")
@@ -112,69 +164,111 @@ class RunFile:
             "meanfield_sim_version"]})
         params = f.create_group("parameters")
         params.create_dataset("config", data=config_toml, dtype=h5py.string_dtype())
-
-        n, d = data.x.shape
-        g = f.create_group("data")
-        _coord(g, "sample", np.arange(n))
-        _coord(g, "input", np.arange(d))
-        _static(g, "x", data.x, ("sample", "input"), {"long_name": "data points x_j"})
-        _static(g, "label", data.label, ("sample",),
-                {"long_name": "labels: +-1 (binary) or class index"})
-        _static(g, "weight", data.weight, ("sample",), {"long_name": "weights p_j, sum 1"})
-
+        self._data_group(data)
         for name, layout in groups.items():
-            g = f.require_group(name)
-            self._time_axis(g)
-            _coord(g, "replica", np.asarray(replica_ids))
-            for dim, values in layout.coords.items():
-                _coord(g, dim, values)
-            for var, (values, dims, long_name) in layout.static.items():
-                _static(g, var, values, dims, {"long_name": long_name})
-            for var, series in layout.variables.items():
-                tail = tuple(g[dim].shape[0] for dim in series.dims)
-                _variable(g, var, series.dims, tail, np.float64, {"long_name": series.long_name})
+            self._series_group(f.require_group(name), layout, replica_ids)
         f.flush()
 
-    @staticmethod
-    def _time_axis(group):
-        t = _coord(group, "time", np.zeros(0), unlimited=True)
-        t.attrs["long_name"] = "physical time t of the gradient flow"
-        for name in ("step", "grad_evals"):
-            ds = group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=np.int64,
-                                      chunks=(1024,))
-            ds.dims[0].attach_scale(t)
+    def _data_group(self, data) -> None:
+        n, d = data.x.shape
+        g = self.f.create_group("data")
+        _coord(g, "sample", np.arange(n))
+        _coord(g, "input", np.arange(d))
+        for name, values, dims, doc in (
+                ("x", data.x, ("sample", "input"), "data points x_j"),
+                ("label", data.label, ("sample",), "labels: +-1 (binary) or class index"),
+                ("weight", data.weight, ("sample",), "weights p_j, sum 1")):
+            _attach(g.create_dataset(name, data=np.asarray(values)), g, dims, {"long_name": doc})
 
-    def append(self, frame: dict) -> None:
+    def _series_group(self, g: h5py.Group, layout, replica_ids) -> None:
+        n = self.n_frames
+        time = _preallocated(g, "time", (n,), np.float64)
+        time.make_scale("time")
+        time.attrs["long_name"] = "physical time t of the gradient flow"
+        for name in ("step", "grad_evals"):
+            _attach(_preallocated(g, name, (n,), np.int64), g, ("time",), {})
+        _coord(g, "replica", np.asarray(replica_ids))
+        for dim, values in layout.coords.items():
+            _coord(g, dim, values)
+        for var, (values, dims, long_name) in layout.static.items():
+            _attach(g.create_dataset(var, data=np.asarray(values)), g, dims,
+                    {"long_name": long_name})
+        for var, series in layout.variables.items():
+            tail = tuple(g[dim].shape[0] for dim in series.dims)
+            _attach(_preallocated(g, var, (n, *tail), np.float64), g, ("time", *series.dims),
+                    {"long_name": series.long_name})
+
+    def _set_text(self, **values: str) -> None:
+        for name, text in values.items():
+            self.f.attrs.modify(name, _fixed_text(text, TEXT_ATTRS[name]))
+
+    def _set_progress(self, progress: dict) -> None:
+        for name in PROGRESS_ATTRS:
+            if name in progress:
+                self.f.attrs.modify(name, progress[name])
+        self._set_text(updated=now_iso())
+
+    def append(self, frame: dict, progress: dict | None = None) -> None:
         """Buffer one record; write the buffer every ``flush_every`` records."""
+        if self.n_records + len(self._buffer) >= self.n_frames:
+            raise ValueError(f"{self.path}: all {self.n_frames} planned records are written")
         self._buffer.append(frame)
         if len(self._buffer) >= self.flush_every:
-            self.flush()
+            self.flush(progress)
 
-    def flush(self) -> None:
-        """Append the buffered records to every group, then commit ``n_records`` and flush."""
-        if not self._buffer:
-            return
-        frames = self._buffer
-        n0, n1 = self.n_records, self.n_records + len(frames)
-        for name, layout in self.groups.items():  # resize everything, then write
-            g = self.f[name]
-            for var in ("time", "step", "grad_evals", *layout.variables):
-                g[var].resize((n1, *g[var].shape[1:]))
-        for name, layout in self.groups.items():
-            g = self.f[name]
-            for axis in ("time", "step", "grad_evals"):
-                g[axis][n0:n1] = [fr[axis] for fr in frames]
-            for var in layout.variables:
-                g[var][n0:n1] = np.stack([fr[name][var] for fr in frames])
-        self._buffer = []  # only now: an interrupted write is retried by close()
-        self.n_records = n1
-        self.f.attrs["n_records"] = n1
+    def flush(self, progress: dict | None = None) -> None:
+        """Write the buffered frames, flush, then commit them (``n_records``) and flush again;
+        ``progress`` (steps, t_reached, ...) is written with the commit."""
+        if self._buffer:
+            frames = self._buffer
+            n0, n1 = self.n_records, self.n_records + len(frames)
+            for name, layout in self.groups.items():
+                g = self.f[name]
+                for axis in ("time", "step", "grad_evals"):
+                    g[axis][n0:n1] = [fr[axis] for fr in frames]
+                for var in layout.variables:
+                    g[var][n0:n1] = np.stack([fr[name][var] for fr in frames])
+            self.f.flush()
+            self._buffer = []  # only now: an interrupted write is retried by close()
+            self.n_records = n1
+            self.f.attrs.modify("n_records", n1)
+        if progress:
+            self._set_progress(progress)
         self.f.flush()
 
-    def close(self, status: str, **attrs) -> None:
-        """Write what is buffered, then the final status and attributes, and close."""
+    def heartbeat(self, progress: dict) -> None:
+        """Write the progress attributes and ``updated`` without committing records."""
+        self._set_progress(progress)
+        self.f.flush()
+
+    def close(self, status: str, message: str = "", progress: dict | None = None,
+              before_close=None, write_buffer: bool = True) -> None:
+        """Write what is buffered (unless ``write_buffer`` is False: after a failed write), then
+        the final status, message and progress, flush, call ``before_close()`` (the file is then
+        final on disk), and close."""
         if not self.f.id.valid:
             return
-        self.flush()
-        self.f.attrs.update({"status": status, "finished": now_iso(), **attrs})
-        self.f.close()
+        if write_buffer:
+            self.flush()
+        self._buffer = []
+        self._set_text(status=status, message=message, finished=now_iso())
+        if progress:
+            self._set_progress(progress)
+        self.f.flush()
+        for name in TEXT_ATTRS:  # from here on nothing changes: plain strings for readers
+            self.f.attrs[name] = text_of(self.f.attrs[name])
+        self.f.flush()
+        try:
+            if before_close is not None:
+                before_close()
+        finally:
+            self.f.close()
+
+    def abandon(self) -> None:
+        """Close after an I/O error without writing anything more; errors are ignored (what
+        the file holds is whatever the last successful flush left)."""
+        try:
+            if self.f.id.valid:
+                self.f.close()
+        except Exception:  # noqa: BLE001 - the file is already known to be unwritable
+            pass
