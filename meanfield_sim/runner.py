@@ -154,17 +154,20 @@ class _Run:
             raise OutputError(f"{dest.final.parent}/ has {_size(free)} free; this run's file "
                               f"needs {_size(need)} ({n_frames} records; fewer records or "
                               "snapshots make it smaller)")
-        dest.claim()
+        where = dest.claim()
         run_cfg = cfg["run"]
         meta = {"model": cfg["model"]["kind"], "seed": run_cfg["seed"],
                 "replicas": run_cfg["replicas"], "t_end": run_cfg["t_end"],
                 "compile_seconds": self.compile_seconds}
         replica_ids = run_cfg["first_replica"] + np.arange(run_cfg["replicas"])
         try:
-            self.out = RunFile(dest.partial, config_mod.to_toml(cfg), meta, self.flow.data,
+            self.out = RunFile(where, config_mod.to_toml(cfg), meta, self.flow.data,
                                replica_ids, layouts, n_frames,
                                flush_every=cfg["record"]["flush_every"])
+            dest.install()
         except OSError as exc:
+            if self.out is not None:
+                self.out.abandon()
             dest.discard()
             dest.release()
             raise OutputError(f"cannot create {dest.partial}: {exc}") from None

@@ -138,13 +138,19 @@ class RunFile:
 
     def __init__(self, path: str | Path, config_toml: str, meta: dict, data, replica_ids,
                  groups: dict, n_frames: int, flush_every: int = 1):
-        self.path = Path(path)
-        self.f = h5py.File(self.path, "w", libver=("earliest", "v108"), locking=False)
         self.flush_every = flush_every
         self.groups = groups
         self.n_frames = n_frames
         self._buffer: list[dict] = []
         self.n_records = 0
+        self.f = h5py.File(path, "w", libver=("earliest", "v108"), locking=False)
+        try:
+            self._create(config_toml, meta, data, replica_ids)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def _create(self, config_toml, meta, data, replica_ids) -> None:
         f = self.f
         for name, size in TEXT_ATTRS.items():
             f.attrs.create(name, b"", dtype=h5py.string_dtype("utf-8", size))
@@ -165,7 +171,7 @@ class RunFile:
         params = f.create_group("parameters")
         params.create_dataset("config", data=config_toml, dtype=h5py.string_dtype())
         self._data_group(data)
-        for name, layout in groups.items():
+        for name, layout in self.groups.items():
             self._series_group(f.require_group(name), layout, replica_ids)
         f.flush()
 
@@ -211,7 +217,7 @@ class RunFile:
     def append(self, frame: dict, progress: dict | None = None) -> None:
         """Buffer one record; write the buffer every ``flush_every`` records."""
         if self.n_records + len(self._buffer) >= self.n_frames:
-            raise ValueError(f"{self.path}: all {self.n_frames} planned records are written")
+            raise ValueError(f"all {self.n_frames} planned records are written")
         self._buffer.append(frame)
         if len(self._buffer) >= self.flush_every:
             self.flush(progress)
@@ -268,7 +274,7 @@ class RunFile:
         """Close after an I/O error without writing anything more; errors are ignored (what
         the file holds is whatever the last successful flush left)."""
         try:
-            if self.f.id.valid:
+            if getattr(self, "f", None) is not None and self.f.id.valid:
                 self.f.close()
         except Exception:  # noqa: BLE001 - the file is already known to be unwritable
             pass

@@ -1,16 +1,20 @@
 """Where a run writes: a locked partial file beside the output, renamed to it when complete.
 
-A run writes ``OUT.part`` (``*.h5`` globs do not match it) and renames it to ``OUT`` with one
-atomic rename once the file says 'complete'; so a file under the final name is always complete,
-and ``--force`` leaves an earlier result in place until the new one replaces it. A run that is
-interrupted, fails or is killed leaves only ``OUT.part``.
+Three names for one file, each reached by an atomic rename:
 
-The partial file is held with an exclusive ``flock`` for the whole run, taken before anything is
-written: a second run on the same output finds it held and stops with :class:`OutputBusy`,
-and ``info`` can tell a live run (lock held) from a dead one (lock free). The kernel drops the
-lock when its process dies, SIGKILL included, so a partial file left by a dead run is simply
-taken over by the next run on that output. On a file system without locks (some Lustre mounts)
-the lock is skipped and two runs on one output are not detected.
+    OUT.part.new   being created (its layout, preallocated); unreadable until complete
+    OUT.part       the run's file while it goes: always a readable HDF5 file; what an
+                   interrupted, failed or killed run leaves (``*.h5`` globs do not match it)
+    OUT            complete: the only way a file gets the final name; ``--force`` leaves an
+                   earlier result here until the new one replaces it
+
+The file is held with an exclusive ``flock`` from before its creation to the end of the run;
+the lock belongs to the file, not the name, so it survives the renames. A second run on the same
+output finds ``OUT.part.new`` or ``OUT.part`` held and stops with :class:`OutputBusy`, and
+``info`` tells a live run (lock held) from a dead one (lock free). The kernel drops the lock when
+its process dies, SIGKILL included, so files left by a dead run are taken over by the next run
+on that output. On a file system without locks (some Lustre mounts) locking is skipped and two
+runs on one output are not detected.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ import time
 from pathlib import Path
 
 PARTIAL_SUFFIX = ".part"
+CREATING_SUFFIX = ".part.new"
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 class OutputError(OSError):
@@ -65,8 +71,10 @@ class Destination:
     def __init__(self, path: str | Path, force: bool = False):
         self.final = Path(path)
         self.partial = partial_path(self.final)
+        self.creating = self.final.with_name(self.final.name + CREATING_SUFFIX)
         self.force = force
         self._fd: int | None = None
+        self.current: Path | None = None  # where our file is now
 
     def check(self) -> None:
         """Fail early, before any work, if the run could not publish its result."""
@@ -78,66 +86,59 @@ class Destination:
                                "overwrite it (it stays until the new run is complete) or choose "
                                "another with -o")
 
-    def claim(self) -> None:
-        """Create (or take over) the partial file and hold its lock.
-
-        Opening and locking are two steps: between them the file at that name may have been
-        renamed away by the run that held it, so the lock counts only if the name still points
-        to the locked file."""
+    def claim(self) -> Path:
+        """Lock ``OUT.part.new`` (creating or taking it over) and make sure no live run holds
+        ``OUT.part``; returns the path to create the file at, then :meth:`install` it."""
         self.check()
-        while True:
+        self._fd = _open_locked(self.creating, self._busy)
+        self.current = self.creating
+        if self.partial.exists():
             try:
-                fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise OutputError(f"cannot create {self.partial}: {exc.strerror}") from None
-            try:
-                _lock_exclusive(fd)
-            except BlockingIOError:
-                os.close(fd)
-                raise OutputBusy(f"another run is writing {self.final} (its partial file "
-                                 f"{self.partial} is locked{_owner(self.partial)}); wait for it "
-                                 "or choose another output with -o") from None
-            except OSError as exc:
-                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                    os.close(fd)
-                    raise OutputError(f"cannot lock {self.partial}: {exc.strerror}") from None
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.partial))
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return
-            os.close(fd)
+                _open_locked(self.partial, self._busy, keep=False)
+            except OutputBusy:
+                self.discard()
+                self.release()
+                raise
+        return self.creating
+
+    def install(self) -> None:
+        """Rename the created file to ``OUT.part`` (replacing what a dead run left there)."""
+        os.replace(self.creating, self.partial)
+        self.current = self.partial
+
+    def _busy(self) -> OutputBusy:
+        return OutputBusy(f"another run is writing {self.final} (its file is locked"
+                          f"{_owner(self.partial)}); wait for it or choose another output "
+                          "with -o")
 
     def publish(self) -> None:
         """Give the partial file its final name: atomically replacing an old result under
         --force, and never replacing one that appeared meanwhile without it."""
         if self.force:
             os.replace(self.partial, self.final)
-            return
-        try:
-            os.link(self.partial, self.final)
-        except FileExistsError:
-            raise self._taken() from None
-        except OSError as exc:  # no hard links here (some network and FUSE file systems)
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                raise
-            if self.final.exists():
+        else:
+            try:
+                os.link(self.partial, self.final)
+                os.unlink(self.partial)
+            except FileExistsError:
                 raise self._taken() from None
-            os.replace(self.partial, self.final)
-            return
-        os.unlink(self.partial)
+            except OSError as exc:  # no hard links here (some network and FUSE file systems)
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+                if self.final.exists():
+                    raise self._taken() from None
+                os.replace(self.partial, self.final)
+        self.current = self.final
 
     def _taken(self) -> OutputExists:
         return OutputExists(f"{self.final} was created by someone else while this run went on; "
                             f"this run's complete result is kept as {self.partial}")
 
     def discard(self) -> None:
-        """Remove the partial file (only while holding it, and only if nothing was recorded)."""
-        if self._fd is not None:
+        """Remove our file (only while holding it: a failed creation leaves nothing behind)."""
+        if self._fd is not None and self.current is not None:
             try:
-                os.unlink(self.partial)
+                os.unlink(self.current)
             except OSError:
                 pass
 
@@ -145,6 +146,39 @@ class Destination:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _open_locked(path: Path, busy, keep: bool = True) -> int | None:
+    """Open ``path`` (created if missing) and take its exclusive lock, making sure the name still
+    points to the locked file (it may have been renamed away between open and lock). Raises
+    ``busy()`` if a live process holds it; with ``keep=False`` the lock is only tested."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if keep else 0), 0o644)
+        except FileNotFoundError:
+            if not keep:
+                return None  # gone meanwhile: nobody holds it
+            raise OutputError(f"cannot create {path}: folder missing") from None
+        except OSError as exc:
+            raise OutputError(f"cannot create {path}: {exc.strerror}") from None
+        try:
+            _lock_exclusive(fd)
+        except BlockingIOError:
+            os.close(fd)
+            raise busy() from None
+        except OSError as exc:
+            if exc.errno not in NO_LOCKS:
+                os.close(fd)
+                raise OutputError(f"cannot lock {path}: {exc.strerror}") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same and keep:
+            return fd
+        os.close(fd)
+        if same:
+            return None
 
 
 def _lock_exclusive(fd: int, attempts: int = 4) -> None:
