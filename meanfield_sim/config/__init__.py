@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .rules import check_consistency
 from .schema import (ACTIVATIONS, BINARY_LOSSES, GROUPS, LOSSES, METHODS, MODEL_KINDS, REQUIRED,
-                     SCHEMA, ConfigError, Key, _NUM, _type_names)
+                     SCHEMA, ConfigError, Key, _NUM, _type_names, unrepresentable)
 
 __all__ = ["ACTIVATIONS", "BINARY_LOSSES", "GROUPS", "LOSSES", "METHODS", "MODEL_KINDS", "SCHEMA",
            "ConfigError",
@@ -99,6 +99,9 @@ def _check_key(dotted: str, key: Key, value):
         raise ConfigError(f"{dotted} = {value!r}: expected {_type_names(key.types)}")
     if not isinstance(value, key.types):
         raise ConfigError(f"{dotted} = {value!r}: expected {_type_names(key.types)}")
+    found = unrepresentable(dotted, value)
+    if found:
+        raise ConfigError(f"{found[0]} = {found[1]!r}: {found[2]}")
     if key.types == _NUM:
         value = float(value)
         if math.isnan(value):

@@ -4,17 +4,30 @@ the loss, explicit particle lists, record and grid settings. They run once, insi
 """
 from __future__ import annotations
 
-from .schema import ADAPTIVE_METHODS, BINARY_LOSSES, ConfigError, _is_number
+import math
+
+from .schema import ADAPTIVE_METHODS, BINARY_LOSSES, ConfigError, _is_number, _is_real, _magnitude
+
+MAX_ENTRIES = 2**50  # float64 numbers in one array: 8 PiB, more than any machine's memory
+
+
+def _require_bounded(dotted: str, v) -> None:
+    problem = _magnitude(v)
+    if problem:
+        raise ConfigError(f"{dotted} = {v!r}: {problem}")
 
 
 def _vector_list(dotted: str, value, length: int | None, what: str) -> list[list[float]]:
     """Turn a list of numbers (dimension 1) or of equal-length number lists into rows."""
     rows = []
     for i, v in enumerate(value):
-        row = [v] if _is_number(v) else v
-        if not isinstance(row, list) or not row or not all(_is_number(c) for c in row):
+        scalar = _is_real(v)
+        row = [v] if scalar else v
+        if not isinstance(row, list) or not row or not all(_is_real(c) for c in row):
             raise ConfigError(f"{dotted}[{i}] = {v!r}: expected a number or a list of numbers "
                               f"({what})")
+        for j, c in enumerate(row):
+            _require_bounded(f"{dotted}[{i}]" if scalar else f"{dotted}[{i}][{j}]", c)
         rows.append([float(c) for c in row])
     widths = {len(r) for r in rows}
     if len(widths) > 1:
@@ -30,9 +43,13 @@ def check_consistency(cfg: dict) -> None:
     """Apply every cross-key rule (normalising explicit lists to rows of floats) and record the
     derived sizes under ``cfg['derived']``: input_dim d, outputs k, class_labels."""
     _model_kind_rules(cfg)
-    d, k, class_labels = _data_rules(cfg)
+    _replica_rules(cfg["run"])
+    d, k = _data_rules(cfg)
     _explicit_init_rules(cfg, d, k)
     _integrator_and_record_rules(cfg, d)
+    _size_rules(cfg, d, k)
+    class_labels = [-1, 1] if k == 1 else list(range(k))
+    _weight_rules(cfg["data"], class_labels)
     model = cfg["model"]
     if not model["bias"] and "b" in model["train"]:
         model["train"] = [g for g in model["train"] if g != "b"]
@@ -69,10 +86,24 @@ def _model_kind_rules(cfg: dict) -> None:
                           "neurons; use 'all' (features and A) or 'none'")
 
 
-def _data_rules(cfg: dict) -> tuple[int, int, list]:
-    """Points, labels and weights against each other and against the loss: (d, k, labels)."""
+def _replica_rules(run: dict) -> None:
+    """Global replica indices first_replica .. first_replica + replicas - 1 fit in int64."""
+    if run["first_replica"] + run["replicas"] >= 2**63:
+        raise ConfigError(f"run.first_replica = {run['first_replica']}, run.replicas = "
+                          f"{run['replicas']}: first_replica + replicas must be < 2**63 (global "
+                          "replica indices are signed 64-bit integers)")
+
+
+def _data_rules(cfg: dict) -> tuple[int, int]:
+    """Points and labels against each other and against the loss: (d, k)."""
     model, data = cfg["model"], cfg["data"]
     binary = model["loss"] in BINARY_LOSSES
+    if data["kind"] in ("gaussian_mixture", "classes"):
+        if binary and data["num_classes"] != 2:
+            raise ConfigError(f"data.num_classes = {data['num_classes']}: model.loss = "
+                              f"{model['loss']!r} is binary and needs exactly 2 classes")
+        d = data["dim"] if data["kind"] == "gaussian_mixture" else 0
+        return d, 1 if binary else data["num_classes"]
     if data["kind"] == "explicit":
         if not data["x"]:
             raise ConfigError("data.x = []: data.kind = 'explicit' needs at least one point")
@@ -87,7 +118,7 @@ def _data_rules(cfg: dict) -> tuple[int, int, list]:
                               f"{len(x)}: give one weight per point or none")
         labels = data["labels"]
         label_keys = [f"data.labels[{i}]" for i in range(len(labels))]
-    elif data["kind"] == "intervals":
+    else:
         d = 1
         if not data["classes"]:
             raise ConfigError("data.classes = []: data.kind = 'intervals' needs a list of "
@@ -99,25 +130,16 @@ def _data_rules(cfg: dict) -> tuple[int, int, list]:
                 raise ConfigError(f"{where} = {c!r}: must be a table with exactly the keys "
                                   "label, interval, points")
             iv = c["interval"]
-            if (not isinstance(iv, list) or len(iv) != 2 or not all(map(_is_number, iv))
-                    or iv[0] > iv[1]):
+            if not isinstance(iv, list) or len(iv) != 2 or not all(map(_is_real, iv)):
+                raise ConfigError(f"{where}.interval = {iv!r}: must be [lo, hi] with lo <= hi")
+            for j, end in enumerate(iv):
+                _require_bounded(f"{where}.interval[{j}]", end)
+            if iv[0] > iv[1]:
                 raise ConfigError(f"{where}.interval = {iv!r}: must be [lo, hi] with lo <= hi")
             if not isinstance(c["points"], int) or isinstance(c["points"], bool) or c["points"] < 1:
                 raise ConfigError(f"{where}.points = {c['points']!r}: must be an integer >= 1")
             labels.append(c["label"])
         label_keys = [f"data.classes[{i}].label" for i in range(len(labels))]
-    elif data["kind"] == "classes":
-        d = 0
-        labels = list(range(data["num_classes"]))
-        label_keys = [f"data.num_classes (class {i})" for i in range(len(labels))]
-    else:
-        d = data["dim"]
-        labels = [-1, 1] if (binary and data["num_classes"] == 2) else list(
-            range(data["num_classes"]))
-        label_keys = [f"data.num_classes (class {i})" for i in range(len(labels))]
-        if binary and data["num_classes"] != 2:
-            raise ConfigError(f"data.num_classes = {data['num_classes']}: model.loss = "
-                              f"{model['loss']!r} is binary and needs exactly 2 classes")
 
     for key, lab in zip(label_keys, labels):
         if not isinstance(lab, int) or isinstance(lab, bool):
@@ -129,28 +151,96 @@ def _data_rules(cfg: dict) -> tuple[int, int, list]:
             raise ConfigError(f"{key} = {lab!r}: model.loss = 'softmax_ce' needs class indices "
                               "0, 1, ..., k-1")
     if binary:
-        k = 1
-        class_labels = [-1, 1]
-    else:
-        k = max(labels) + 1
-        if k < 2:
-            raise ConfigError(f"labels {sorted(set(labels))}: model.loss = 'softmax_ce' needs "
-                              "at least 2 classes (labels 0..k-1)")
-        class_labels = list(range(k))
+        return d, 1
+    k = max(labels) + 1
+    if k < 2:
+        raise ConfigError(f"labels {sorted(set(labels))}: model.loss = 'softmax_ce' needs "
+                          "at least 2 classes (labels 0..k-1)")
+    return d, k
+
+
+def _point_count(data: dict) -> tuple[int, str]:
+    """The number n of data points and the keys that set it."""
+    if data["kind"] == "explicit":
+        return len(data["x"]), f"data.x ({len(data['x'])} points)"
+    if data["kind"] == "intervals":
+        n = sum(c["points"] for c in data["classes"])
+        return n, f"data.classes (points summing to {n})"
+    n = data["num_classes"] * data["points_per_class"]
+    return n, (f"data.num_classes = {data['num_classes']}, data.points_per_class = "
+               f"{data['points_per_class']}")
+
+
+def _state_size(cfg: dict, n: int, points: str, d: int, k: int) -> tuple[str, int]:
+    """The keys that set one replica's particle state, and its number of entries."""
+    model = cfg["model"]
+    if model["kind"] == "network":
+        return f"model.width = {model['width']}", model["width"] * (k + d + 1)
+    if model["kind"] == "final_layer":
+        return points, n * k
+    m = cfg["toy"]["feature_dim"]
+    return f"toy.feature_dim = {m}, {points}", n * m + k * m + k
+
+
+def _record_count(rec: dict) -> tuple[int, str]:
+    """The most records a run writes (t = 0 and t_end included) and the key that sets it."""
+    if rec["schedule"] == "list":
+        return len(rec["times"]) + 2, f"record.times ({len(rec['times'])} times)"
+    return rec["count"] + 1, f"record.count = {rec['count']}"
+
+
+def _size_rules(cfg: dict, d: int, k: int) -> None:
+    """The particle state, the data, the grid, one record's outputs and the output file's
+    outputs of all records each hold fewer than MAX_ENTRIES numbers."""
+    R, grid_points = cfg["run"]["replicas"], cfg["record"]["grid_points"]
+    n, points = _point_count(cfg["data"])
+    reps, sizes = f"run.replicas = {R}", f"(k = {k} outputs, d = {d} inputs)"
+    state_keys, state = _state_size(cfg, n, points, d, k)
+    grid = math.prod(grid_points) if grid_points else 0
+    grid_keys = f"record.grid_points = {grid_points}"
+    frames, frame_keys = _record_count(cfg["record"])
+    arrays = [(f"{state_keys}, {reps} {sizes}", R * state, "the particle state", "memory"),
+              (f"{points} {sizes}", n * d, "the data", "memory"),
+              (f"{points}, {reps} {sizes}", R * n * k, "the outputs of one record", "memory"),
+              (f"{grid_keys} {sizes}", grid * d, "the evaluation grid", "memory"),
+              (f"{grid_keys}, {reps} {sizes}", R * grid * k, "the grid outputs of one record",
+               "memory"),
+              (f"{frame_keys}, {points}, {reps} {sizes}", frames * R * n * k,
+               "the output file's outputs of all records", "disk")]
+    for keys, entries, what, store in arrays:
+        if entries >= MAX_ENTRIES:
+            raise ConfigError(f"{keys}: {what} would hold {entries} numbers ({8 * entries:.3g} "
+                              f"bytes), more than any machine's {store}")
+
+
+def _weight_rules(data: dict, class_labels: list) -> None:
+    """Point and class weights: numbers >= 0, not all 0, with a finite sum."""
     if data["weights"]:
         for i, wgt in enumerate(data["weights"]):
             if not _is_number(wgt) or wgt < 0:
                 raise ConfigError(f"data.weights[{i}] = {wgt!r}: weights must be numbers >= 0")
-        if sum(data["weights"]) <= 0:
+        if _finite_sum("data.weights", data["weights"]) <= 0:
             raise ConfigError("data.weights: at least one weight must be > 0")
     if data["class_weights"]:
         cw = data["class_weights"]
         if len(cw) != len(class_labels):
             raise ConfigError(f"data.class_weights has {len(cw)} entries; there are "
                               f"{len(class_labels)} classes {class_labels}")
-        if not all(_is_number(v) and v >= 0 for v in cw) or sum(cw) <= 0:
+        if not all(_is_number(v) and v >= 0 for v in cw) or _finite_sum(
+                "data.class_weights", cw) <= 0:
             raise ConfigError(f"data.class_weights = {cw!r}: must be numbers >= 0, not all 0")
-    return d, k, class_labels
+
+
+def _finite_sum(dotted: str, values: list) -> float:
+    """math.fsum of finite numbers, or ConfigError if it overflows float64."""
+    try:
+        total = math.fsum(values)
+    except OverflowError:
+        total = math.inf
+    if not math.isfinite(total):
+        raise ConfigError(f"{dotted} = {values!r}: the sum overflows float64; rescale the "
+                          "weights (they are normalised to sum 1 anyway)")
+    return total
 
 
 def _explicit_init_rules(cfg: dict, d: int, k: int) -> None:
@@ -167,8 +257,10 @@ def _explicit_init_rules(cfg: dict, d: int, k: int) -> None:
             raise ConfigError(f"model.width = {m}, but init.a lists {len(init['a'])} neurons and "
                               f"init.w {len(init['w'])}: all three must agree")
         if init["b"]:
-            if len(init["b"]) != m or not all(map(_is_number, init["b"])):
+            if len(init["b"]) != m or not all(map(_is_real, init["b"])):
                 raise ConfigError(f"init.b = {init['b']!r}: must be {m} numbers (one per neuron)")
+            for i, v in enumerate(init["b"]):
+                _require_bounded(f"init.b[{i}]", v)
             init["b"] = [float(v) for v in init["b"]]
             if not model["bias"] and any(init["b"]):
                 raise ConfigError("init.b has non-zero entries but model.bias = false")
@@ -205,6 +297,9 @@ def _integrator_and_record_rules(cfg: dict, d: int) -> None:
         if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 2
                    for p in rec["grid_points"]):
             raise ConfigError(f"record.grid_points = {rec['grid_points']!r}: integers >= 2")
+        for name in ("grid_min", "grid_max"):
+            for i, v in enumerate(rec[name]):
+                _require_bounded(f"record.{name}[{i}]", v)
         if not all(_is_number(lo) and _is_number(hi) and lo < hi
                    for lo, hi in zip(rec["grid_min"], rec["grid_max"])):
             raise ConfigError(f"record.grid_min = {rec['grid_min']!r}, record.grid_max = "

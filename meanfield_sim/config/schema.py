@@ -37,6 +37,8 @@ class Key:
 
 REQUIRED = object()
 _NUM = (int, float)
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+MAX_MAGNITUDE = 1e150
 
 
 def _positive(v):
@@ -61,6 +63,27 @@ def _int_at_least(lo):
 
 def _prob(v):
     return None if 0 < v < 1 else "must lie strictly between 0 and 1"
+
+
+def _magnitude(v):
+    """What is allowed, unless ``v`` is a number with |v| <= MAX_MAGNITUDE: a product of two such
+    numbers stays below 1e300, so a forward pass cannot overflow float64."""
+    if _is_real(v) and abs(v) <= MAX_MAGNITUDE:
+        return None
+    return ("must be a number with |v| <= 1e150 (larger values overflow float64 in "
+            "h = a sigma(w x + b))")
+
+
+def _bounded(check):
+    """``check``, then |v| <= MAX_MAGNITUDE."""
+    return lambda v: check(v) or _magnitude(v)
+
+
+def _norm_p(v):
+    if 1 < v <= 100 or v == math.inf:
+        return None
+    return ("must be in (1, 100] or inf (beyond p = 100 use inf: the balls differ by a factor "
+            "k^(1/p) < 1.05 for k <= 100)")
 
 
 def _groups(v):
@@ -94,7 +117,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      lambda v: None if v >= 0 else "must be an integer >= 1 (0 = unset, for the "
                      "toy models)"),
         "activation": Key((str,), "relu", "activation sigma", choices=ACTIVATIONS),
-        "leaky_slope": Key(_NUM, 0.01, "slope of leaky_relu for z < 0", _finite_nonneg),
+        "leaky_slope": Key(_NUM, 0.01, "slope of leaky_relu for z < 0", _bounded(_finite_nonneg)),
         "loss": Key((str,), "logistic", "loss function", choices=LOSSES),
         "bias": Key((bool,), True, "whether neurons have a bias b_i"),
         "scaling": Key((str,), "mean_field", "output scale s_m: 1/m (mean_field) or 1 (standard)",
@@ -120,9 +143,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dim": Key((int,), 2, "gaussian_mixture: input dimension d", _int_at_least(1)),
         "points_per_class": Key((int,), 10, "gaussian_mixture, classes: points per class",
                                 _int_at_least(1)),
-        "separation": Key(_NUM, 2.0, "gaussian_mixture: norm of each class mean", _finite_nonneg),
+        "separation": Key(_NUM, 2.0, "gaussian_mixture: norm of each class mean",
+                          _bounded(_finite_nonneg)),
         "spread": Key(_NUM, 0.5, "gaussian_mixture: standard deviation within a class",
-                      _finite_nonneg),
+                      _bounded(_finite_nonneg)),
         # modifiers, all kinds
         "class_weights": Key((list,), [], "total weight of each class (in label order); [] = by count"),
         "random_labels": Key((bool,), False, "replace the labels by uniformly random ones"),
@@ -130,9 +154,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "init": {
         "kind": Key((str,), "gaussian", "initial particles",
                     choices=("gaussian", "balanced", "explicit")),
-        "scale_a": Key(_NUM, 1.0, "gaussian: standard deviation of a_i", _finite_nonneg),
-        "scale_w": Key(_NUM, 1.0, "standard deviation of w_i (gaussian, balanced)", _finite_nonneg),
-        "scale_b": Key(_NUM, 1.0, "standard deviation of b_i (gaussian, balanced)", _finite_nonneg),
+        "scale_a": Key(_NUM, 1.0, "gaussian: standard deviation of a_i",
+                       _bounded(_finite_nonneg)),
+        "scale_w": Key(_NUM, 1.0, "standard deviation of w_i (gaussian, balanced)",
+                       _bounded(_finite_nonneg)),
+        "scale_b": Key(_NUM, 1.0, "standard deviation of b_i (gaussian, balanced)",
+                       _bounded(_finite_nonneg)),
         "a": Key((list,), [], "explicit: one a_i per neuron (number, or k-vector)"),
         "w": Key((list,), [], "explicit: one w_i per neuron (number, or d-vector)"),
         "b": Key((list,), [], "explicit: one b_i per neuron; [] = zeros"),
@@ -155,28 +182,26 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "toy": {
         "radius": Key(_NUM, 1.0, "R: bound on each output (final_layer) or feature "
-                      "(penultimate_layer)", _finite_positive),
+                      "(penultimate_layer)", _bounded(_finite_positive)),
         "norm_p": Key(_NUM, 2.0, "final_layer: p of the l^p ball of outputs, in (1, 100] or "
                       "inf (for p near 1 the sphere is almost not smooth and the flow slow)",
-                      lambda v: None if (1 < v <= 100 or math.isinf(v)) else
-                      "must be in (1, 100] or inf (beyond p = 100 use inf: the balls differ by "
-                      "a factor k^(1/p) < 1.05 for k <= 100)"),
+                      _norm_p),
         "feature_dim": Key((int,), 8, "penultimate_layer: feature dimension m", _int_at_least(1)),
         "operator_bound": Key(_NUM, 1.0, "penultimate_layer: bound on the operator norm of A",
-                              _finite_positive),
+                              _bounded(_finite_positive)),
         "bias": Key((bool,), False, "penultimate_layer: output bias b in h = A y + b"),
         "constraint": Key((str,), "ball", "penultimate_layer: norm balls with projected flow, "
                           "or weight decay without constraint", choices=("ball", "weight_decay")),
         "weight_decay_A": Key(_NUM, 1e-3, "weight_decay: lambda_A of lambda_A |A|_F^2",
-                              _finite_nonneg),
+                              _bounded(_finite_nonneg)),
         "weight_decay_Y": Key(_NUM, 1e-3, "weight_decay: lambda_Y of lambda_Y sum_j |y_j|^2",
-                              _finite_nonneg),
+                              _bounded(_finite_nonneg)),
         "init_offset": Key(_NUM, 0.1, "std of each class's common initial offset",
-                           _finite_nonneg),
+                           _bounded(_finite_nonneg)),
         "init_spread": Key(_NUM, 0.1, "std of each point's own initial deviation (spread "
-                           "within classes)", _finite_nonneg),
+                           "within classes)", _bounded(_finite_nonneg)),
         "init_scale_A": Key(_NUM, 1.0, "penultimate_layer: A starts with entries of std "
-                            "init_scale_A / sqrt(m)", _finite_nonneg),
+                            "init_scale_A / sqrt(m)", _bounded(_finite_nonneg)),
     },
     "record": {
         "schedule": Key((str,), "log", "record times: log-spaced, linear or an explicit list",
@@ -206,5 +231,28 @@ def _type_names(types) -> str:
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return _is_real(v) and math.isfinite(v)
+
+
+def unrepresentable(dotted: str, value, in_list: bool = False) -> tuple | None:
+    """(dotted path, value, what is allowed) of the first integer outside int64 anywhere in
+    ``value``, or of the first non-finite number inside a list or table; None if there is none."""
+    if isinstance(value, (list, dict)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            where = f"{dotted}.{k}" if isinstance(value, dict) else f"{dotted}[{k}]"
+            found = unrepresentable(where, v, True)
+            if found:
+                return found
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and not (
+            INT64_MIN <= value <= INT64_MAX):
+        return dotted, value, "must be an integer in [-2**63, 2**63 - 1] (a signed 64-bit integer)"
+    if in_list and isinstance(value, float) and not math.isfinite(value):
+        return dotted, value, "must be a finite number"
+    return None
