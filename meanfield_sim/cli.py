@@ -42,6 +42,13 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
     Example:
       meanfield-sim run runs/section5_1_relu.toml -o out.h5 --set model.width=200 --replicas 4
     """
+    from .signals import StopSignals
+
+    with StopSignals() as stop:  # from here on a stop signal ends the run cleanly
+        _run(config_path, output, overrides, seed, replicas, force, quiet, stop)
+
+
+def _run(config_path, output, overrides, seed, replicas, force, quiet, stop):
     from .io.publish import Destination, OutputError, OutputExists
     from .runner import run as run_simulation
     from .runner import what_was_left
@@ -76,7 +83,7 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
 
     failure = None  # (message, exit status): reported once the progress bar is closed
     try:
-        result = run_simulation(cfg, out, progress=progress, force=force)
+        result = run_simulation(cfg, out, progress=progress, force=force, stop=stop)
     except Interrupted as exc:
         failure = f"interrupted by {exc.signal_name}; {what_was_left(exc)}", exc.exit_code
     except KeyboardInterrupt as exc:

@@ -19,6 +19,7 @@ if none was created), ``run_status`` (the status written, or None if it could no
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -56,13 +57,16 @@ class RunResult:
 
 
 def run(cfg: dict, out_path: str | Path, progress: Callable | None = None,
-        force: bool = False) -> RunResult:
+        force: bool = False, stop: StopSignals | None = None) -> RunResult:
     """Integrate the run described by ``cfg`` (resolved) and write it to ``out_path``.
 
     ``progress(t, t_end, risk)`` is called after every record; ``force`` allows replacing an
-    existing ``out_path`` (which stays until the new file is complete)."""
+    existing ``out_path`` (which stays until the new file is complete). Stop signals are
+    caught from the call on, or from earlier by a caller's active ``stop``."""
     destination = Destination(out_path, force)
     destination.check()
+    if stop is not None:
+        return _Run(cfg, destination, stop, progress).execute()
     with StopSignals() as stop:
         return _Run(cfg, destination, stop, progress).execute()
 
@@ -80,6 +84,7 @@ class _Run:
 
     def execute(self) -> RunResult:
         cfg = self.cfg
+        self.stop.check()
         try:
             self.flow, theta = build_flow(cfg)
         except MemoryError as exc:
@@ -115,7 +120,7 @@ class _Run:
             self._end(exc, STATUS_INTERRUPTED, str(exc) or "interrupted by KeyboardInterrupt")
             raise
         except OSError as exc:
-            error = OutputError(f"writing {self.destination.partial} failed: {exc}")
+            error = OutputError(f"writing {self.destination.partial} failed: {_reason(exc)}")
             self._end(error, STATUS_FAILED, str(error))
             raise error from None
         except BaseException as exc:
@@ -131,7 +136,7 @@ class _Run:
             raise
         except OSError as exc:
             self.out.abandon()
-            error = OutputError(f"finishing {partial} failed: {exc}")
+            error = OutputError(f"finishing {partial} failed: {_reason(exc)}")
             self._mark(error, partial, None)
             raise error from None
         finally:
@@ -170,7 +175,7 @@ class _Run:
                 self.out.abandon()
             dest.discard()
             dest.release()
-            raise OutputError(f"cannot create {dest.partial}: {exc}") from None
+            raise OutputError(f"cannot create {dest.partial}: {_reason(exc)}") from None
         self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
 
     def totals(self, state: IntegratorState | None = None) -> dict:
@@ -217,6 +222,13 @@ def what_was_left(exc: BaseException) -> str:
         return (f"{path} holds its first {records} records intact but could not be marked "
                 "(its status still says 'running')")
     return f"{path} holds {records} records, marked {status!r}"
+
+
+def _reason(exc: OSError) -> str:
+    """The system's words for an I/O error (HDF5's own message spans several lines of internals)."""
+    if exc.errno:
+        return f"{os.strerror(exc.errno)} (errno {exc.errno})"
+    return str(exc).split("(", 1)[0].strip() or type(exc).__name__
 
 
 def _size(n: float) -> str:

@@ -99,6 +99,20 @@ def _preallocated(group: h5py.Group, name: str, shape: tuple, dtype) -> h5py.Dat
     return group.create_dataset(name, shape=shape, dtype=dtype, dcpl=dcpl)
 
 
+def _create_unbuffered(path) -> h5py.h5f.FileID:
+    """Create (truncate) an HDF5 file with superblock v0, without HDF5's file lock, and without
+    the sieve buffer: HDF5 would otherwise hold small raw writes back and perform them when the
+    dataset is closed, where h5py can only print a failure ("Exception ignored in ..."), so a
+    full or failing disk would go unnoticed and records be committed that were never written.
+    Unbuffered, every write reaches the kernel within the call that makes it and fails there."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_V18)
+    fapl.set_file_locking(False, True)
+    fapl.set_sieve_buf_size(0)
+    fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
+    return h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=fapl)
+
+
 def _coord(group: h5py.Group, name: str, values) -> h5py.Dataset:
     ds = group.create_dataset(name, data=np.asarray(values))
     ds.make_scale(name)
@@ -143,7 +157,8 @@ class RunFile:
         self.n_frames = n_frames
         self._buffer: list[dict] = []
         self.n_records = 0
-        self.f = h5py.File(path, "w", libver=("earliest", "v108"), locking=False)
+        self.f = h5py.File(_create_unbuffered(path))
+        self._datasets: dict[str, dict[str, h5py.Dataset]] = {}  # held open: see _create_unbuffered
         try:
             self._create(config_toml, meta, data, replica_ids)
         except BaseException:
@@ -191,8 +206,9 @@ class RunFile:
         time = _preallocated(g, "time", (n,), np.float64)
         time.make_scale("time")
         time.attrs["long_name"] = "physical time t of the gradient flow"
+        held = self._datasets[g.name.lstrip("/")] = {"time": time}
         for name in ("step", "grad_evals"):
-            _attach(_preallocated(g, name, (n,), np.int64), g, ("time",), {})
+            held[name] = _attach(_preallocated(g, name, (n,), np.int64), g, ("time",), {})
         _coord(g, "replica", np.asarray(replica_ids))
         for dim, values in layout.coords.items():
             _coord(g, dim, values)
@@ -201,8 +217,8 @@ class RunFile:
                     {"long_name": long_name})
         for var, series in layout.variables.items():
             tail = tuple(g[dim].shape[0] for dim in series.dims)
-            _attach(_preallocated(g, var, (n, *tail), np.float64), g, ("time", *series.dims),
-                    {"long_name": series.long_name})
+            held[var] = _attach(_preallocated(g, var, (n, *tail), np.float64), g,
+                                ("time", *series.dims), {"long_name": series.long_name})
 
     def _set_text(self, **values: str) -> None:
         for name, text in values.items():
@@ -229,11 +245,11 @@ class RunFile:
             frames = self._buffer
             n0, n1 = self.n_records, self.n_records + len(frames)
             for name, layout in self.groups.items():
-                g = self.f[name]
+                held = self._datasets[name]
                 for axis in ("time", "step", "grad_evals"):
-                    g[axis][n0:n1] = [fr[axis] for fr in frames]
+                    held[axis][n0:n1] = [fr[axis] for fr in frames]
                 for var in layout.variables:
-                    g[var][n0:n1] = np.stack([fr[name][var] for fr in frames])
+                    held[var][n0:n1] = np.stack([fr[name][var] for fr in frames])
             self.f.flush()
             self._buffer = []  # only now: an interrupted write is retried by close()
             self.n_records = n1
