@@ -74,9 +74,9 @@ def test_sigkill_at_random_moments_keeps_every_committed_record(heavy):
             assert r["rc"] == -signal.SIGKILL, r
             assert r["path"] == ch.partial(r["out"]), r  # never under the final name
             with h5py.File(r["path"], "r", locking=False) as f:
-                status, n = ch.text(f.attrs["status"]), int(f.attrs["n_records"])
+                status, n = f.attrs["status"], int(f.attrs["n_records"])
             summary.append((round(r["delay"], 3), n))
-            assert status == "running"
+            assert status == b"running"  # fixed-length while the run goes: rewritten in place
             assert ch.problems_against(r["path"], heavy["reference"]) == [], (r["delay"], n)
         # the kills landed while records were being written, not before or after
         assert all(0 < n < total for _, n in summary), summary
@@ -85,12 +85,12 @@ def test_sigkill_at_random_moments_keeps_every_committed_record(heavy):
 
 
 def test_sigterm_and_sigint_at_random_moments_end_interrupted(heavy):
-    signals = [signal.SIGTERM, signal.SIGINT] * (TRIALS // 2)
+    signals = [signal.SIGTERM, signal.SIGINT] * (TRIALS // 2) + [signal.SIGHUP] * 2
     reports = _trials(heavy, "stopped", signals)
     try:
         for r in reports:
             name = signal.Signals(r["signal"]).name
-            assert r["rc"] == 128 + r["signal"], r  # 143 for SIGTERM, 130 for SIGINT
+            assert r["rc"] == 128 + r["signal"], r  # 143 SIGTERM, 130 SIGINT, 129 SIGHUP
             assert f"interrupted by {name}" in r["stderr"] and "marked 'interrupted'" in r[
                 "stderr"], r["stderr"]
             assert "Traceback" not in r["stderr"] and "Exception ignored" not in r["stderr"]
@@ -156,6 +156,42 @@ def test_readers_never_fail_while_the_run_writes(heavy, tmp_path):
     live = [i for i in infos if "status:      running" in i.stdout]
     assert all(i.returncode == 0 for i in infos), [i.stderr for i in infos]
     assert live and all("the run is going (pid" in i.stdout for i in live), infos[0].stdout
+
+
+HEARTBEAT_WRITER = """\
+import sys
+from meanfield_sim import cli, runner
+runner.HEARTBEAT_SECONDS = 0.2
+cli.main(sys.argv[1:])
+"""
+
+
+def test_heartbeat_reports_progress_between_records(tmp_path):
+    """Records 10^7 steps apart: between them the file's steps and t_reached still advance
+    (every HEARTBEAT_SECONDS, here 0.2 s), while n_records stays put."""
+    cfg = io.write_config(tmp_path, io.ENDLESS_TOML.replace("count = 10000", "count = 10"),
+                          "sparse.toml")
+    out = tmp_path / "beat.h5"
+    proc = subprocess.Popen([sys.executable, "-c", HEARTBEAT_WRITER, "run", str(cfg), "-o",
+                             str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=io.subprocess_env())
+    seen = []
+    try:
+        ch.wait_for(ch.partial(out), proc)
+        for _ in range(4):
+            time.sleep(0.5)
+            with h5py.File(ch.partial(out), "r", locking=False) as f:
+                seen.append((int(f.attrs["n_records"]), int(f.attrs["steps"]),
+                             float(f.attrs["t_reached"]), ch.text(f.attrs["updated"])))
+        ch.send(proc, signal.SIGTERM)
+        rc, err = ch.finish(proc)
+    finally:
+        io.stop(proc)
+    assert rc == 143, err
+    assert {n for n, *_ in seen} == {1}, seen  # only the t = 0 record
+    steps = [s for _, s, _, _ in seen]
+    assert all(b > a for a, b in zip(steps, steps[1:])), seen
+    assert all(abs(t - s * 0.01) < 1e-6 * max(1, t) for _, s, t, _ in seen), seen
 
 
 def test_info_tells_a_killed_run_from_a_live_one(heavy, tmp_path):
