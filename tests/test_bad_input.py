@@ -65,3 +65,40 @@ def test_interrupt_before_the_file_exists_says_so(tmp_path, monkeypatch):
     assert result.exit_code == 130  # 128 + SIGINT, as the shell reports Ctrl-C
     assert "no output file was written" in result.output
     assert not Path(out).exists() and not Path(str(out) + ".part").exists()
+
+
+def test_overflowing_outputs_stop_the_run_with_the_quantity_and_time(tmp_path):
+    """Values within the config's bounds whose product overflows (a w x ~ 1e310): the run stops
+    at t = 0 with status 'failed', naming what became non-finite, instead of completing with
+    inf observables."""
+    cfg = tmp_path / "overflow.toml"
+    cfg.write_text(NETWORK.replace("x = [-1.0, 1.0]", "x = [-1e10, 1e10]") + """
+[init]
+kind = "explicit"
+a = [1e150, -1e150, 1e150, -1e150]
+w = [1e150, 1e150, -1e150, -1e150]
+""")
+    out = tmp_path / "overflow.h5"
+    result = CliRunner().invoke(main, ["run", str(cfg), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "became non-finite" in result.output and "at t = 0 (step 0)" in result.output
+    assert "marked 'failed'" in result.output and not out.exists()
+    import h5py
+    with h5py.File(str(out) + ".part", "r") as f:
+        assert f.attrs["status"] == "failed" and "non-finite" in f.attrs["message"]
+        assert int(f.attrs["n_records"]) == 0
+
+
+@pytest.mark.parametrize("option, fragment", [
+    ("run.seed=18446744073709551616", "run.seed = 18446744073709551616"),
+    ("model.width=9223372036854775808", "model.width = 9223372036854775808"),
+    ("data.weights=[1e308, 1e308]", "data.weights"),
+])
+def test_huge_numbers_are_usage_errors_naming_the_key(tmp_path, option, fragment):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(NETWORK)
+    result = CliRunner().invoke(main, ["run", str(cfg), "-o", str(tmp_path / "x.h5"),
+                                       "--set", option])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == [cfg]
