@@ -34,9 +34,9 @@ that is not there. A frame past ``n_records`` is NaN or belongs to a write cut s
 
 While the run goes, its changing string attributes are fixed-length and read back as ``bytes``
 with plain h5py (``text_of`` decodes them); closing turns them into plain strings, in the last
-milliseconds before the file gets its final name. The superblock is version 0 (libver "earliest"): newer formats
-set an "open for write" flag that makes a file unreadable while it is written and forever after
-a SIGKILL.
+milliseconds before the file gets its final name. The superblock is version 0 (libver
+"earliest"): newer formats set an "open for write" flag that makes a file unreadable while it is
+written and forever after a SIGKILL.
 """
 from __future__ import annotations
 
