@@ -55,12 +55,11 @@ flush_every = 1
 SERIES_GROUPS = ("observables", "particles/network")
 
 
-def start(cfg_path: Path, out: Path, *extra: str, prefix: tuple = ()) -> subprocess.Popen:
+def start(cfg_path: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     """``meanfield-sim run CFG -o OUT`` as a child process (stdout and stderr piped)."""
-    return subprocess.Popen([*prefix, *io.cli_command("run", str(cfg_path), "-o", str(out),
-                                                      "-q", *extra)],
+    return subprocess.Popen(io.cli_command("run", str(cfg_path), "-o", str(out), "-q", *extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=io.subprocess_env())
+                            stdin=subprocess.DEVNULL, env=io.subprocess_env(**(env or {})))
 
 
 def partial(out: Path) -> Path:

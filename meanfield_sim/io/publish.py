@@ -90,11 +90,11 @@ class Destination:
         """Lock ``OUT.part.new`` (creating or taking it over) and make sure no live run holds
         ``OUT.part``; returns the path to create the file at, then :meth:`install` it."""
         self.check()
-        self._fd = _open_locked(self.creating, self._busy)
+        self._fd = _open_locked(self.creating, lambda: self._busy(None))
         self.current = self.creating
         if self.partial.exists():
             try:
-                _open_locked(self.partial, self._busy, keep=False)
+                _open_locked(self.partial, lambda: self._busy(self.partial), keep=False)
             except OutputBusy:
                 self.discard()
                 self.release()
@@ -106,10 +106,12 @@ class Destination:
         os.replace(self.creating, self.partial)
         self.current = self.partial
 
-    def _busy(self) -> OutputBusy:
-        return OutputBusy(f"another run is writing {self.final} (its file is locked"
-                          f"{_owner(self.partial)}); wait for it or choose another output "
-                          "with -o")
+    def _busy(self, held: Path | None) -> OutputBusy:
+        """The error for a lock held by another run; ``held``: its file, if it can be read yet
+        (a file still being created cannot)."""
+        owner = _owner(held) if held is not None else ", being created"
+        return OutputBusy(f"another run is writing {self.final} (its file is locked{owner}); "
+                          "wait for it or choose another output with -o")
 
     def publish(self) -> None:
         """Give the partial file its final name: atomically replacing an old result under
