@@ -25,7 +25,8 @@ class ParticleFlow:
 
     supports_grid = True
     constrained = False
-    scalar_series = {"path_norm": "s_m sum_i |a_i| (|w_i| + |b_i|)"}
+    scalar_series = {"path_norm": "path norm s_m sum_i |a_i| (|w_i| + |b_i|) (the paper's)",
+                     "euclidean_norm": "s_m sum_i |a_i| sqrt(|w_i|^2 + b_i^2)"}
 
     def __init__(self, spec: NetworkSpec, data: Dataset, replicas: int, dtype=np.float64,
                  backend: str = "cpu", threads: int = 0):
@@ -105,7 +106,8 @@ class ParticleFlow:
 
     def scalars(self, theta: np.ndarray) -> dict:
         s = self.spec
-        return {"path_norm": path_norm(theta, s.outputs, s.input_dim, s.scale)}
+        return dict(zip(("path_norm", "euclidean_norm"),
+                        path_norms(theta, s.outputs, s.input_dim, s.scale)))
 
     def snapshot_layout(self, cfg: dict) -> GroupLayout | None:
         """record.particles: none, all, or a fixed seeded subsample of the particles."""
@@ -141,9 +143,11 @@ def _soa(theta: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(theta.transpose(0, 2, 1))
 
 
-def path_norm(theta: np.ndarray, k: int, d: int, scale: float) -> np.ndarray:
-    """(R,) path norm s_m sum_i |a_i| (|w_i| + |b_i|) (Euclidean norms of a_i and w_i)."""
+def path_norms(theta: np.ndarray, k: int, d: int, scale: float) -> tuple:
+    """(R,) arrays over all particles: the paper's path norm s_m sum_i |a_i| (|w_i| + |b_i|) and
+    the Euclidean variant s_m sum_i |a_i| sqrt(|w_i|^2 + b_i^2) (|a_i|, |w_i| Euclidean)."""
     t = theta.astype(np.float64, copy=False)
     a = np.linalg.norm(t[:, :, :k], axis=2)
     w = np.linalg.norm(t[:, :, k:k + d], axis=2)
-    return scale * (a * (w + np.abs(t[:, :, k + d]))).sum(axis=1)
+    b = np.abs(t[:, :, k + d])
+    return scale * (a * (w + b)).sum(axis=1), scale * (a * np.hypot(w, b)).sum(axis=1)

@@ -1,11 +1,13 @@
-"""One HDF5 file per run, laid out after H5MD and readable by xarray (h5netcdf engine).
+"""One HDF5 file per run, readable by xarray (h5netcdf engine) and by ``analysis.open_run``.
+
+The layout borrows H5MD's idea of groups of time series with their own time axes, but does not
+conform to H5MD (no element/value/step/time subgroups), so it does not declare it.
 
     /                      attrs: status ('running' | 'complete' | 'interrupted' | 'failed'),
                            n_records, started, finished, updated, wall_seconds
                            (compile_seconds of it spent compiling or loading kernels), steps,
                            grad_evals, t_reached, message, pid, host, seed, replicas, versions
                            of meanfield_sim / numba / numpy / h5py / python
-    /h5md                  H5MD identification (version, creator)
     /parameters/config     the fully resolved config as TOML text: the file alone reproduces the run
     /data                  x (sample, input), label (sample), weight (sample)
     /observables           time (time), step, grad_evals; risk, log_risk, margin and the flow's
@@ -49,7 +51,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-H5MD_VERSION = (1, 1)
 STATUS_RUNNING, STATUS_COMPLETE = "running", "complete"
 STATUS_INTERRUPTED, STATUS_FAILED = "interrupted", "failed"
 
@@ -175,14 +176,9 @@ class RunFile:
             f.attrs.create(name, 0.0, dtype=np.float64)
         self._set_text(status=STATUS_RUNNING, updated=now_iso())
         f.attrs.update({"started": now_iso(), "pid": os.getpid(), "host": socket.gethostname(),
-                        **versions(),
+                        "creator": "meanfield-sim", **versions(),
                         **{k: v for k, v in meta.items() if k not in PROGRESS_ATTRS}})
         self._set_progress(meta)
-        h5md = f.create_group("h5md")
-        h5md.attrs["version"] = np.array(H5MD_VERSION, dtype=np.int32)
-        creator = h5md.create_group("creator")
-        creator.attrs.update({"name": "meanfield-sim", "version": versions()[
-            "meanfield_sim_version"]})
         params = f.create_group("parameters")
         params.create_dataset("config", data=config_toml, dtype=h5py.string_dtype())
         self._data_group(data)
