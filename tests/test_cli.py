@@ -130,8 +130,6 @@ def test_existing_output_is_refused_without_force(cfg_path, tmp_path):
     (["--set", "nosuch.key=1"], None, ["nosuch.key", "section"]),
     ([], ("width = 20", "width = 20\nwidht = 3"), ["model.widht", "3", "allowed keys"]),
     ([], ("t_end = 1.0", 't_end = "soon"'), ["run.t_end", "'soon'", "a number"]),
-    ([], ("particle_count = 5", "particle_count = 50"),
-     ["record.particle_count", "50", "model.width = 20"]),
     ([], ("[run]", "[run\n"), ["not valid TOML"]),
 ])
 def test_bad_config_is_a_usage_error_and_writes_nothing(tmp_path, args, edit, fragments):

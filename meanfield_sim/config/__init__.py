@@ -20,14 +20,23 @@ from .schema import (ACTIVATIONS, BINARY_LOSSES, GROUPS, LOSSES, METHODS, MODEL_
 
 __all__ = ["ACTIVATIONS", "BINARY_LOSSES", "GROUPS", "LOSSES", "METHODS", "MODEL_KINDS", "SCHEMA",
            "ConfigError",
-           "Key", "apply_override", "load", "loads", "reference_markdown", "resolve", "to_toml"]
+           "Key", "apply_override", "load", "loads", "read", "reference_markdown", "resolve",
+           "to_toml"]
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Read a TOML config, apply ``key=value`` overrides (TOML values, dotted keys), validate."""
+    raw = read(path)
+    for item in overrides:
+        apply_override(raw, item)
+    return resolve(raw)
+
+
+def read(path: str | Path) -> dict:
+    """The TOML file at ``path`` as parsed (not validated); errors as :class:`ConfigError`."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
     except UnicodeDecodeError:
@@ -35,9 +44,6 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
             from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-    for item in overrides:
-        apply_override(raw, item)
-    return resolve(raw)
 
 
 def loads(text: str) -> dict:

@@ -212,7 +212,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "times": Key((list,), [], "list: record times (t = 0 and t_end are always added)"),
         "particles": Key((str,), "none", "particle snapshots: none, all, or subsample",
                          choices=("none", "all", "subsample")),
-        "particle_count": Key((int,), 100, "subsample: particles kept (fixed, seeded)",
+        "particle_count": Key((int,), 100, "subsample: particles kept (fixed, seeded; at most model.width, larger values are clipped to it)",
                               _int_at_least(1)),
         "grid_min": Key((list,), [], "evaluation grid lower corner (d = 1 or 2); [] = no grid"),
         "grid_max": Key((list,), [], "evaluation grid upper corner"),
