@@ -141,5 +141,66 @@ def info(path):
             from None
 
 
+@main.command()
+@click.argument("paths", metavar="OUT.h5...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: one row per file.")
+def analyze(paths, as_json, as_csv):
+    """Final values and trends (d/d log t over the last decade, median over replicas) of a
+    run's series: risk, margin, norms, normalised margins, class spread. Several files give one
+    table, a row per file.
+
+    \b
+    Example:
+      meanfield-sim analyze section5_1.h5
+      meanfield-sim analyze sweep/*.h5 --csv > sweep.csv
+    """
+    import json
+
+    from .analysis.dataset import open_run
+    from .analysis.quantities import summary
+
+    rows = []
+    for path in paths:
+        try:
+            rows.append({"file": path, **summary(open_run(path))})
+        except (OSError, KeyError) as exc:
+            raise click.ClickException(f"{path}: not a readable run file ({exc})") from None
+    if as_json:
+        click.echo(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+    elif as_csv or len(rows) > 1:
+        click.echo(_table(rows, sep="," if as_csv else "  "))
+    else:
+        row = rows[0]
+        click.echo(f"{row['file']}: {row['status']}, {row['records']} records, t = {row['t']:.6g}")
+        width = max(map(len, row))
+        click.echo(f"  {'':<{width}}  {'final':>12}  {'trend':>12}")
+        for name, value in row.items():
+            if isinstance(value, dict):
+                click.echo(f"  {name:<{width}}  {value['final']:>12.6g}  {value['trend']:>12.4g}")
+
+
+def _table(rows: list[dict], sep: str) -> str:
+    """One row per file; a series gives two columns, NAME and NAME_trend."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    header, lines = [], []
+    for c in columns:
+        header += [c, f"{c}_trend"] if any(isinstance(r.get(c), dict) for r in rows) else [c]
+    for row in rows:
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            if isinstance(value, dict):
+                cells += [f"{value['final']:.6g}", f"{value['trend']:.4g}"]
+            elif any(isinstance(r.get(c), dict) for r in rows):
+                cells += ["", ""]
+            else:
+                cells.append("" if value is None else f"{value:.6g}" if isinstance(value, float)
+                             else str(value))
+        lines.append(sep.join(cells))
+    return "\n".join([sep.join(header), *lines])
+
+
 if __name__ == "__main__":
     main()
