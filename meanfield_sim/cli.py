@@ -181,6 +181,24 @@ def analyze(paths, as_json, as_csv):
                 click.echo(f"  {name:<{width}}  {value['final']:>12.6g}  {value['trend']:>12.4g}")
 
 
+@main.command()
+@click.argument("path", metavar="OUT.h5", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "folder", type=click.Path(file_okay=False), required=True,
+              help="Folder for the PNG figures (created if missing).")
+def plot(path, folder):
+    """PNG figures of a run: risk, margins with the max-margin optimum, the normalised
+    classifier, class spread, particles, the simplex (k = 3), collapse measures."""
+    from .analysis.dataset import open_run
+    from .analysis.figures import plot_run
+
+    try:
+        ds = open_run(path)
+    except (OSError, KeyError) as exc:
+        raise click.ClickException(f"{path}: not a readable run file ({exc})") from None
+    for written in plot_run(ds, folder):
+        click.echo(f"wrote {written}")
+
+
 def _table(rows: list[dict], sep: str) -> str:
     """One row per file; a series gives two columns, NAME and NAME_trend."""
     columns = list(dict.fromkeys(k for row in rows for k in row))

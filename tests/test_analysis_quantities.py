@@ -166,3 +166,39 @@ def test_analyze_command(tmp_path, binary):
     assert csv[1].split(",")[0] == str(a) and csv[2].split(",")[0] == str(b)
     bad = CliRunner().invoke(main, ["analyze", str(tmp_path / "nothing.h5")])
     assert bad.exit_code == 1 and "not a readable run file" in bad.output
+
+
+@pytest.mark.parametrize("run, expected", [
+    ("binary", {"risk", "margins", "classifier", "spread", "particles"}),
+    ("k3", {"risk", "spread", "simplex", "collapse"}),
+])
+def test_plot_writes_the_figures_that_apply(run, expected, request, tmp_path):
+    ds = request.getfixturevalue(run)
+    out = tmp_path / "figs"
+    path = tmp_path / f"{run}.h5"
+    ds.attrs["file"] = str(path)
+    from meanfield_sim.analysis.figures import plot_run
+    written = plot_run(ds, out)
+    assert {p.stem for p in written} == expected
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def test_plot_command(tmp_path):
+    out = tmp_path / "run.h5"
+    mf.simulate(ROOT / "runs/section5_1_relu.toml", out=out,
+                model={"width": 40}, run={"t_end": 100.0})
+    result = CliRunner().invoke(main, ["plot", str(out), "-o", str(tmp_path / "figs")])
+    assert result.exit_code == 0, result.output
+    assert "margins.png" in result.output and (tmp_path / "figs" / "classifier.png").exists()
+
+
+def test_reference_margins_of_section_5_1_data(tmp_path):
+    """The LP optimum for the run's own data (5 + 5 points) under the path norm is Lemma 16's
+    1/2, and 1/sqrt 2 under the Euclidean norm."""
+    from meanfield_sim.analysis.figures import reference_margins
+    ds = mf.simulate(ROOT / "runs/section5_1_relu.toml", model={"width": 10},
+                     run={"t_end": 1.0})
+    ref = reference_margins(ds)
+    assert ref["path"] == pytest.approx(0.5, abs=1e-12)
+    assert ref["euclidean"] == pytest.approx(1 / math.sqrt(2), abs=1e-6)
