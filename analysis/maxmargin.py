@@ -253,7 +253,7 @@ def normalised_network(a, w, b, x, norm="path"):
 # ---- the paper's Section 5.1 example (Lemma 16) -------------------------------------------------
 
 def section5_1_data(points=5):
-    """runs/section5_1_relu.toml: ``points`` evenly spaced points on [-2, -1] (label -1) and on
+    """runs/paper/section5_1_relu.toml: ``points`` evenly spaced points on [-2, -1] (label -1) and on
     [1, 2] (label +1), both ends included (placement "grid" = np.linspace)."""
     x = np.concatenate([np.linspace(-2.0, -1.0, points), np.linspace(1.0, 2.0, points)])
     return x[:, None], np.repeat([-1.0, 1.0], points)

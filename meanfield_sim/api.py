@@ -1,7 +1,7 @@
 """Running and reading from Python (notebooks, scripts, sweeps), without the command line.
 
     import meanfield_sim as mf
-    ds = mf.simulate("runs/section5_1_relu.toml", model={"width": 200}, run={"replicas": 4})
+    ds = mf.simulate("runs/paper/section5_1_relu.toml", model={"width": 200}, run={"replicas": 4})
     (ds.margin / ds.path_norm).plot.line(x="time", xscale="log")
     ds = mf.open_run("section5_1.h5")
 

@@ -18,7 +18,7 @@ def main():
 
     \b
     Example:
-      meanfield-sim run runs/section5_1_relu.toml -o section5_1.h5
+      meanfield-sim run runs/paper/section5_1_relu.toml -o section5_1.h5
       meanfield-sim info section5_1.h5
     """
 
@@ -40,7 +40,7 @@ def run(config_path, output, overrides, seed, replicas, force, quiet):
 
     \b
     Example:
-      meanfield-sim run runs/section5_1_relu.toml -o out.h5 --set model.width=200 --replicas 4
+      meanfield-sim run runs/paper/section5_1_relu.toml -o out.h5 --set model.width=200 --replicas 4
     """
     from .signals import StopSignals
 

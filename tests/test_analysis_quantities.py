@@ -125,7 +125,7 @@ def test_trend_of_log_and_of_a_constant():
 def test_collapse_of_the_penultimate_simplex(tmp_path):
     """Corollary 9 on the shipped config, shortened: features collapse (NC1 -> 0), onto a
     regular simplex of norm R = 1.5 centred at 0."""
-    ds = mf.simulate(ROOT / "runs/toy/penultimate_simplex.toml", run={"t_end": 2000.0})
+    ds = mf.simulate(ROOT / "runs/paper/penultimate_simplex.toml", run={"t_end": 2000.0})
     c = q.collapse_over_time(ds).isel(time=-1)
     assert float(c.nc1_trace_ratio.max()) < 1e-10
     assert float(c.simplex_cos_error_max.max()) < 1e-6
@@ -186,7 +186,7 @@ def test_plot_writes_the_figures_that_apply(run, expected, request, tmp_path):
 
 def test_plot_command(tmp_path):
     out = tmp_path / "run.h5"
-    mf.simulate(ROOT / "runs/section5_1_relu.toml", out=out,
+    mf.simulate(ROOT / "runs/paper/section5_1_relu.toml", out=out,
                 model={"width": 40}, run={"t_end": 100.0})
     result = CliRunner().invoke(main, ["plot", str(out), "-o", str(tmp_path / "figs")])
     assert result.exit_code == 0, result.output
@@ -197,7 +197,7 @@ def test_reference_margins_of_section_5_1_data(tmp_path):
     """The LP optimum for the run's own data (5 + 5 points) under the path norm is Lemma 16's
     1/2, and 1/sqrt 2 under the Euclidean norm."""
     from meanfield_sim.analysis.figures import reference_margins
-    ds = mf.simulate(ROOT / "runs/section5_1_relu.toml", model={"width": 10},
+    ds = mf.simulate(ROOT / "runs/paper/section5_1_relu.toml", model={"width": 10},
                      run={"t_end": 1.0})
     ref = reference_margins(ds)
     assert ref["path"] == pytest.approx(0.5, abs=1e-12)

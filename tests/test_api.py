@@ -89,7 +89,7 @@ def test_open_run_reads_the_committed_records_of_a_stopped_run(tmp_path):
 
 def test_open_run_of_a_toy_model(tmp_path):
     out = tmp_path / "toy.h5"
-    mf.simulate(ROOT / "runs/toy/final_layer_k3.toml", out=out, run={"t_end": 10.0})
+    mf.simulate(ROOT / "runs/paper/final_layer_k3.toml", out=out, run={"t_end": 10.0})
     ds = mf.open_run(out)
     assert ds.outputs.dims == ("time", "replica", "sample", "output")
     assert ds.sizes["output"] == 3 and "vertex_error" in ds
@@ -104,6 +104,6 @@ def test_readme_python_snippet_runs_with_several_replicas(tmp_path, monkeypatch)
     snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     monkeypatch.chdir(ROOT)
     out = tmp_path / "section5_1.h5"
-    mf.simulate("runs/section5_1_relu.toml", out=out, model={"width": 20},
+    mf.simulate("runs/paper/section5_1_relu.toml", out=out, model={"width": 20},
                 run={"replicas": 2, "t_end": 10.0})
     exec(snippet.replace('"section5_1.h5"', repr(str(out))), {})

@@ -245,8 +245,8 @@ def test_info_on_a_missing_file(tmp_path):
 # help
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, example", [
-    ([], "meanfield-sim run runs/section5_1_relu.toml -o section5_1.h5"),
-    (["run"], "meanfield-sim run runs/section5_1_relu.toml -o out.h5 --set model.width=200"),
+    ([], "meanfield-sim run runs/paper/section5_1_relu.toml -o section5_1.h5"),
+    (["run"], "meanfield-sim run runs/paper/section5_1_relu.toml -o out.h5 --set model.width=200"),
 ])
 def test_help_shows_an_example(args, example):
     result = invoke(*args, "--help")

@@ -26,7 +26,7 @@ from meanfield_sim import runner  # noqa: E402
 from meanfield_sim.integrate.stepper import IntegratorState  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-THREE_NEURONS = REPO / "runs" / "section5_2_three_neurons.toml"
+THREE_NEURONS = REPO / "runs" / "paper" / "section5_2_three_neurons.toml"
 
 
 # ----------------------------------------------------------------------------------------------

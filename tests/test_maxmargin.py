@@ -85,7 +85,7 @@ def test_section5_1_lemma16():
     maximisers of (7). f_b = (relu(x + b) - relu(b - x))/(2(1 + b)) has path norm 1 and f_b(1) = 1/2,
     y f_b >= 1/2 on the data: the paper's value is gamma* = 1/2 (the upper bound 1/2 is the one of
     the 2-point test, which only uses x = +-1). The LP (exact for d = 1) must agree."""
-    cfg = tomllib.loads((ROOT / "runs" / "section5_1_relu.toml").read_text())["data"]
+    cfg = tomllib.loads((ROOT / "runs" / "paper" / "section5_1_relu.toml").read_text())["data"]
     assert cfg["kind"] == "intervals" and cfg["placement"] == "grid"
     x_cfg = np.concatenate([np.linspace(*c["interval"], c["points"]) for c in cfg["classes"]])
     y_cfg = np.concatenate([np.full(c["points"], c["label"]) for c in cfg["classes"]])
