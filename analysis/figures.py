@@ -133,7 +133,7 @@ def spread_figure(ds, path, title):
     if "y" in ds or ("w" in ds and "particle" in ds.dims):
         _band(ax, q.feature_spread(later), "features (hidden layer)")
     ax.set_yscale("symlog", linthresh=1e-12)
-    ax.set_ylabel("class spread: max |v - class mean| / min distance of means")
+    ax.set_ylabel("class spread\nmax |v - class mean| / min |mean - mean'|", fontsize=9)
     return _save(fig, ax, path, title)
 
 

@@ -199,6 +199,29 @@ def plot(path, folder):
         click.echo(f"wrote {written}")
 
 
+@main.command()
+@click.argument("folder", metavar="CONFIGS/", type=click.Path(file_okay=False, exists=True))
+@click.option("-o", "--output", "out", type=click.Path(file_okay=False), required=True,
+              help="Folder for report.md, figures/ and runs/ (created if missing).")
+@click.option("--quick", is_flag=True, help="Shorter runs and looser tolerances (about a minute).")
+def report(folder, out, quick):
+    """Reproduce the paper: run (or reuse) the configs of its claims from CONFIGS/ (runs/paper)
+    and write report.md with figures and a claim-by-claim table of measured errors.
+
+    \b
+    Example:
+      meanfield-sim report runs/paper -o report/
+    """
+    from .report import make_report
+
+    path, rows = make_report(folder, out, quick=quick, log=lambda s: click.echo(s, err=True))
+    failed = [r for r in rows if not r.passed]
+    click.echo(f"wrote {path}: {len(rows) - len(failed)} of {len(rows)} claims within tolerance")
+    if failed:
+        raise click.ClickException("outside tolerance: " + "; ".join(
+            f"{r.source}: {r.quantity} (error {r.error:.3g} > {r.tolerance:.3g})" for r in failed))
+
+
 def _table(rows: list[dict], sep: str) -> str:
     """One row per file; a series gives two columns, NAME and NAME_trend."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
