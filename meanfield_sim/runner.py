@@ -105,7 +105,13 @@ class _Run:
         except BaseException as exc:
             exc.run_file, exc.run_status, exc.run_records = None, None, 0
             raise
-        frame = None
+        frame = self._record(integrator, recorder, times)
+        return self._complete(frame)
+
+    def _record(self, integrator, recorder: Recorder, times: np.ndarray) -> dict:
+        """Step onto every record time and commit its frame; returns the last frame. Any way
+        out other than the end marks the file (``_end``) and raises."""
+        cfg, frame = self.cfg, None
         try:
             for t_rec in times:
                 integrator.advance(self.state, t_rec)
@@ -126,6 +132,10 @@ class _Run:
         except BaseException as exc:
             self._end(exc, STATUS_FAILED, f"{type(exc).__name__}: {exc}")
             raise
+        return frame
+
+    def _complete(self, frame: dict) -> RunResult:
+        """Mark the file complete and give it its final name (``Destination.publish``)."""
         partial = self.destination.partial
         try:
             with signals_blocked():
@@ -152,9 +162,8 @@ class _Run:
         cfg, dest = self.cfg, self.destination
         need = series_bytes(layouts, n_frames, self.flow.data.n, cfg["run"]["replicas"]) \
             + METADATA_BYTES
+        # no credit for a dead run's OUT.part: it stays until the new file replaces it
         free = shutil.disk_usage(dest.final.parent).free
-        if dest.partial.exists():
-            free += dest.partial.stat().st_size  # taken over and truncated below
         if need > free:
             raise OutputError(f"{dest.final.parent}/ has {_size(free)} free; this run's file "
                               f"needs {_size(need)} ({n_frames} records; fewer records or "
