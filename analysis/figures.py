@@ -17,7 +17,6 @@ convention, replicas shown as the median with a band from the smallest to the la
 """
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import matplotlib
@@ -60,23 +59,6 @@ def _save(fig, axes, path: Path, title: str, log_time: bool = True) -> Path:
 def _later(ds: xr.Dataset) -> xr.Dataset:
     """Records at t > 0 (log time axes)."""
     return ds.isel(time=np.flatnonzero(ds.time.values > 0))
-
-
-def _relu_binary(ds) -> bool:
-    model = tomllib.loads(ds.attrs["config"])["model"]
-    return (model["activation"] == "relu" and ds.sizes["output"] == 1
-            and model["kind"] == "network" and ds.sizes["input"] <= 2)
-
-
-def reference_margins(ds: xr.Dataset) -> dict:
-    """The maximum margin of the run's data for both norms ({norm: gamma*}); {} where the LP
-    reference does not apply (not a binary ReLU network with d <= 2)."""
-    if not _relu_binary(ds):
-        return {}
-    x, y = ds.x.values, ds.label.values.astype(float)
-    keep = ds.weight.values > 0
-    return {norm: maxmargin.max_margin(x[keep], y[keep], norm=norm, resolution=256).margin
-            for norm in maxmargin.NORMS}
 
 
 def risk_figure(ds, path, title):
@@ -192,8 +174,9 @@ def plot_run(ds: xr.Dataset, folder: str | Path) -> list[Path]:
     title = f"{name}: {ds.attrs['model']}, {ds.sizes['replica']} replica(s)"
     out = [risk_figure(ds, folder / "risk.png", title)]
     if "path_norm" in ds and ds.sizes["output"] == 1:
-        out.append(margins_figure(ds, folder / "margins.png", title, reference_margins(ds)))
-        if "grid_x" in ds and ds.sizes["input"] == 1 and _relu_binary(ds):
+        reference = q.max_margin_reference(ds)
+        out.append(margins_figure(ds, folder / "margins.png", title, reference))
+        if "grid_x" in ds and ds.sizes["input"] == 1 and reference:
             out.append(classifier_figure(ds, folder / "classifier.png", title))
     out.append(spread_figure(ds, folder / "spread.png", title))
     if "w" in ds and "particle" in ds.dims and ds.sizes["input"] == 1 and ds.sizes["output"] == 1:

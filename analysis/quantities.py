@@ -18,11 +18,12 @@ Every function returns an ``xarray.DataArray`` or ``Dataset`` with dims (time, r
 from __future__ import annotations
 
 import math
+import tomllib
 
 import numpy as np
 import xarray as xr
 
-from . import collapse
+from . import collapse, maxmargin
 from .features import hidden_features
 
 NORMS = {"path": "path_norm", "euclidean": "euclidean_norm"}
@@ -56,6 +57,45 @@ def normalised_classifier(ds: xr.Dataset, norm: str = "path") -> xr.Dataset:
     if "grid_outputs" in ds:
         out["grid_outputs"] = ds.grid_outputs / scale
     return xr.Dataset(out)
+
+
+def max_margin_reference(ds: xr.Dataset) -> dict:
+    """{norm: gamma*}: the maximum margin of the run's own data (points of positive weight) in
+    Barron space, by the LP of ``maxmargin``, for "path" and "euclidean"; {} where it does not
+    apply (only binary ReLU networks with d <= 2 have this reference)."""
+    model = tomllib.loads(ds.attrs["config"])["model"]
+    if not (model["kind"] == "network" and model["activation"] == "relu"
+            and ds.sizes["output"] == 1 and ds.sizes["input"] <= 2):
+        return {}
+    keep = ds.weight.values > 0
+    x, y = ds.x.values[keep], ds.label.values[keep].astype(float)
+    return {norm: maxmargin.max_margin(x, y, norm=norm, resolution=256).margin
+            for norm in maxmargin.NORMS}
+
+
+def margin_gap(ds: xr.Dataset, reference: dict | None = None) -> xr.Dataset:
+    """gamma*_N - margin / ||h||_N for both norms N (time, replica): how far the normalised
+    margin is from the optimum of the run's data (>= 0 up to the LP's precision, since h/||h||
+    is feasible); empty where ``max_margin_reference`` does not apply."""
+    reference = max_margin_reference(ds) if reference is None else reference
+    out = {}
+    for norm, gamma in reference.items():
+        gap = gamma - ds.margin / ds[NORMS[norm]]
+        gap.attrs["long_name"] = f"max margin - margin / {NORMS[norm].replace('_', ' ')}"
+        out[f"margin_gap_{norm}"] = gap
+    return xr.Dataset(out)
+
+
+def distance_to_maximisers(ds: xr.Dataset, norm: str = "path") -> xr.DataArray:
+    """max_j |h(x_j)/||h|| - f(x_j)| minimised over the maximisers f of the run's data (one LP
+    per record and replica, ``maxmargin.distance_to_maximisers``), dims (time, replica)."""
+    keep = ds.weight.values > 0
+    x, y = ds.x.values[keep], ds.label.values[keep].astype(float)
+    g = normalised_classifier(ds, norm).outputs.isel(output=0).values[:, :, keep]
+    values = np.array([[maxmargin.distance_to_maximisers(x, y, frame, norm=norm)
+                        for frame in record] for record in g])
+    return xr.DataArray(values, dims=("time", "replica"), coords={"time": ds.time},
+                        attrs={"long_name": f"distance of h / {norm} norm to the maximisers"})
 
 
 def _spread_over_time(values: np.ndarray, labels, weights) -> np.ndarray:
@@ -131,6 +171,7 @@ def summary(ds: xr.Dataset) -> dict:
     series = {name: ds[name] for name in ds.data_vars if ds[name].dims == ("time", "replica")}
     if "path_norm" in ds:
         series.update(normalised_margins(ds).data_vars)
+        series.update(margin_gap(ds).data_vars)
     series["output_spread"] = output_spread(ds)
     out = {"status": ds.attrs["status"], "records": int(ds.sizes["time"]),
            "t": float(ds.time[-1]) if ds.sizes["time"] else math.nan}

@@ -193,12 +193,23 @@ def test_plot_command(tmp_path):
     assert "margins.png" in result.output and (tmp_path / "figs" / "classifier.png").exists()
 
 
-def test_reference_margins_of_section_5_1_data(tmp_path):
-    """The LP optimum for the run's own data (5 + 5 points) under the path norm is Lemma 16's
-    1/2, and 1/sqrt 2 under the Euclidean norm."""
-    from meanfield_sim.analysis.figures import reference_margins
-    ds = mf.simulate(ROOT / "runs/paper/section5_1_relu.toml", model={"width": 10},
-                     run={"t_end": 1.0})
-    ref = reference_margins(ds)
+def test_reference_margins_gap_and_distance_on_section_5_1_data(tmp_path):
+    """The LP optimum for the run's own data (5 + 5 points) is Lemma 16's 1/2 under the path
+    norm and 1/sqrt 2 under the Euclidean norm; the gap to it is never negative (h / ||h|| is
+    feasible) and shrinks; the distance to the maximisers shrinks too."""
+    ds = mf.simulate(ROOT / "runs/paper/section5_1_relu.toml", model={"width": 40},
+                     run={"t_end": 1.0e3}, record={"count": 12})
+    ref = q.max_margin_reference(ds)
     assert ref["path"] == pytest.approx(0.5, abs=1e-12)
     assert ref["euclidean"] == pytest.approx(1 / math.sqrt(2), abs=1e-6)
+    gap = q.margin_gap(ds, ref)
+    for name in ("margin_gap_path", "margin_gap_euclidean"):
+        assert float(gap[name].min()) >= -1e-6, name
+        assert float(gap[name].isel(time=-1).max()) < float(gap[name].isel(time=0).min())
+    distance = q.distance_to_maximisers(ds)
+    assert distance.dims == ("time", "replica") and (distance >= 0).all()
+    assert float(distance.isel(time=-1).max()) < float(distance.isel(time=2).min())
+    # no reference for other activations or the toy models
+    assert q.max_margin_reference(mf.simulate(ROOT / "runs/paper/section5_1_relu.toml",
+                                              model={"width": 10, "activation": "tanh"},
+                                              run={"t_end": 1.0})) == {}
