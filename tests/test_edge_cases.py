@@ -3,6 +3,7 @@ import math
 import tomllib
 
 import numpy as np
+import pytest
 
 from meanfield_sim import config, runner
 from meanfield_sim.flows import build_flow
@@ -85,3 +86,39 @@ spread = 0.0
 separation = 3.0
 """)
     np.testing.assert_allclose(np.sort(build_dataset(cfg).x[:, 0]), [-3.0, -1.0, 1.0, 3.0])
+
+
+@pytest.mark.parametrize("kind", ["classes", "gaussian_mixture"])
+def test_unequal_class_sizes(kind):
+    """data.class_sizes gives classes of their own sizes, in label order."""
+    model = ('kind = "final_layer"\nloss = "softmax_ce"' if kind == "classes"
+             else 'width = 4\nloss = "softmax_ce"')
+    cfg = config.loads(f"""
+[run]
+t_end = 1.0
+[model]
+{model}
+[data]
+kind = "{kind}"
+num_classes = 3
+class_sizes = [5, 2, 1]
+""")
+    data = build_dataset(cfg)
+    assert np.bincount(data.label).tolist() == [5, 2, 1] and data.n == 8
+    assert np.allclose(data.weight, 1 / 8)
+
+
+@pytest.mark.parametrize("sizes", ["[5, 2]", "[5, 0, 1]", "[5, 2.5, 1]"])
+def test_bad_class_sizes_name_the_key(sizes):
+    with pytest.raises(config.ConfigError, match="data.class_sizes"):
+        config.loads(f"""
+[run]
+t_end = 1.0
+[model]
+kind = "final_layer"
+loss = "softmax_ce"
+[data]
+kind = "classes"
+num_classes = 3
+class_sizes = {sizes}
+""")

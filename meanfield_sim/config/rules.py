@@ -99,6 +99,11 @@ def _data_rules(cfg: dict) -> tuple[int, int]:
     model, data = cfg["model"], cfg["data"]
     binary = model["loss"] in BINARY_LOSSES
     if data["kind"] in ("gaussian_mixture", "classes"):
+        sizes = data["class_sizes"]
+        if sizes and (len(sizes) != data["num_classes"] or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes)):
+            raise ConfigError(f"data.class_sizes = {sizes!r}: must list one integer >= 1 per "
+                              f"class (data.num_classes = {data['num_classes']}), or be []")
         if binary and data["num_classes"] != 2:
             raise ConfigError(f"data.num_classes = {data['num_classes']}: model.loss = "
                               f"{model['loss']!r} is binary and needs exactly 2 classes")
@@ -166,6 +171,9 @@ def _point_count(data: dict) -> tuple[int, str]:
     if data["kind"] == "intervals":
         n = sum(c["points"] for c in data["classes"])
         return n, f"data.classes (points summing to {n})"
+    if data["class_sizes"]:
+        n = sum(data["class_sizes"])
+        return n, f"data.class_sizes (summing to {n})"
     n = data["num_classes"] * data["points_per_class"]
     return n, (f"data.num_classes = {data['num_classes']}, data.points_per_class = "
                f"{data['points_per_class']}")

@@ -141,6 +141,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "num_classes": Key((int,), 2, "gaussian_mixture, classes: number of classes K",
                            _int_at_least(2)),
         "dim": Key((int,), 2, "gaussian_mixture: input dimension d", _int_at_least(1)),
+        "class_sizes": Key((list,), [], "gaussian_mixture, classes: points of each class (one "
+                           "integer >= 1 per class, for unequal classes); [] = points_per_class "
+                           "each"),
         "points_per_class": Key((int,), 10, "gaussian_mixture, classes: points per class",
                                 _int_at_least(1)),
         "separation": Key(_NUM, 2.0, "gaussian_mixture: norm of each class mean",

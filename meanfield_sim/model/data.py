@@ -53,7 +53,7 @@ def build_dataset(cfg: dict) -> Dataset:
         x = np.concatenate(xs)[:, None]
         label = np.concatenate(ls).astype(np.int64)
     elif data["kind"] == "classes":
-        label = np.repeat(np.asarray(class_labels, dtype=np.int64), data["points_per_class"])
+        label = np.repeat(np.asarray(class_labels, dtype=np.int64), class_sizes(data))
         x = np.zeros((label.shape[0], 0))
     else:
         x, label = _gaussian_mixture(rng, data, class_labels)
@@ -76,7 +76,7 @@ def _gaussian_mixture(rng, data, class_labels):
     """K Gaussian clusters in R^d with isotropic standard deviation ``spread``: for d >= 2 the
     means lie evenly on a circle of radius ``separation`` in the first two coordinates; for
     d = 1 they are evenly spaced on [-separation, separation]."""
-    K, d, n_c = data["num_classes"], data["dim"], data["points_per_class"]
+    K, d, sizes = data["num_classes"], data["dim"], class_sizes(data)
     means = np.zeros((K, d))
     if d >= 2:
         angles = 2 * np.pi * np.arange(K) / K
@@ -84,9 +84,15 @@ def _gaussian_mixture(rng, data, class_labels):
     else:
         means[:, 0] = np.linspace(-1.0, 1.0, K)
     means *= data["separation"]
-    x = np.concatenate([means[c] + data["spread"] * rng.normal(size=(n_c, d)) for c in range(K)])
-    label = np.repeat(np.asarray(class_labels, dtype=np.int64), n_c)
+    x = np.concatenate([means[c] + data["spread"] * rng.normal(size=(sizes[c], d))
+                        for c in range(K)])
+    label = np.repeat(np.asarray(class_labels, dtype=np.int64), sizes)
     return x, label
+
+
+def class_sizes(data: dict) -> list[int]:
+    """Points of each class for the generated kinds: data.class_sizes, or points_per_class each."""
+    return list(data["class_sizes"]) or [data["points_per_class"]] * data["num_classes"]
 
 
 def _reweight_classes(weights, label, class_labels, class_weights):
