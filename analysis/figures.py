@@ -111,10 +111,10 @@ def classifier_figure(ds, path, title):
 def spread_figure(ds, path, title):
     fig, ax = plt.subplots(figsize=(6, 4))
     later = _later(ds)
-    _band(ax, q.output_spread(later), "outputs (final layer)")
+    _band(ax, np.maximum(q.output_spread(later), FLOOR), "outputs (final layer)")
     if "y" in ds or ("w" in ds and "particle" in ds.dims):
-        _band(ax, q.feature_spread(later), "features (hidden layer)")
-    ax.set_yscale("symlog", linthresh=1e-12)
+        _band(ax, np.maximum(q.feature_spread(later), FLOOR), "features (hidden layer)")
+    ax.set_yscale("log")
     ax.set_ylabel("class spread\nmax |v - class mean| / min |mean - mean'|", fontsize=9)
     return _save(fig, ax, path, title)
 
