@@ -168,6 +168,9 @@ def collapse_figure(ds, path, title):
 
 def plot_run(ds: xr.Dataset, folder: str | Path) -> list[Path]:
     """Write every figure that applies to the run into ``folder``; returns the paths."""
+    if int((ds.time > 0).sum()) < 2:
+        raise ValueError(f"{ds.attrs.get('file', 'this run')} has {ds.sizes['time']} record(s): "
+                         "figures over time need at least two after t = 0")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = Path(ds.attrs.get("file", "run")).name

@@ -46,5 +46,9 @@ def simulate(config: str | Path | dict, out: str | Path | None = None, *, force:
         return open_run(out)
     with tempfile.TemporaryDirectory(prefix="meanfield-sim-") as folder:
         path = Path(folder) / "run.h5"
-        run(cfg, path, progress=progress)
+        try:
+            run(cfg, path, progress=progress)
+        except BaseException as exc:
+            exc.run_file = None  # the temporary folder goes with the exception: pass out= to keep
+            raise
         return open_run(path)

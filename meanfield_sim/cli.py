@@ -195,8 +195,12 @@ def plot(path, folder):
         ds = open_run(path)
     except (OSError, KeyError) as exc:
         raise click.ClickException(f"{path}: not a readable run file ({exc})") from None
-    for written in plot_run(ds, folder):
-        click.echo(f"wrote {written}")
+    try:
+        written = plot_run(ds, folder)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for figure in written:
+        click.echo(f"wrote {figure}")
 
 
 @main.command()

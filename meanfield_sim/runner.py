@@ -42,6 +42,10 @@ HEARTBEAT_SECONDS = 10.0  # most wall time between two updates of a running file
 METADATA_BYTES = 1 << 20  # allowance for everything in a file besides the time series
 
 
+class WriteError(OutputError):
+    """Writing the run's file failed (disk full, I/O error)."""
+
+
 @dataclass
 class RunResult:
     path: Path
@@ -117,7 +121,7 @@ class _Run:
                 integrator.advance(self.state, t_rec)
                 frame = recorder.frame(self.state.theta, self.state.t, self.state.step)
                 check_finite(frame)
-                self.out.append(frame, self.totals())
+                self._write(self.out.append, frame, self.totals())
                 self.stop.check()
                 if self.progress is not None:
                     self.progress(self.state.t, cfg["run"]["t_end"],
@@ -125,14 +129,22 @@ class _Run:
         except (Interrupted, KeyboardInterrupt) as exc:
             self._end(exc, STATUS_INTERRUPTED, str(exc) or "interrupted by KeyboardInterrupt")
             raise
-        except OSError as exc:
-            error = OutputError(f"writing {self.destination.partial} failed: {_reason(exc)}")
-            self._end(error, STATUS_FAILED, str(error))
-            raise error from None
+        except WriteError as exc:
+            self._end(exc, STATUS_FAILED, str(exc))
+            raise
         except BaseException as exc:
             self._end(exc, STATUS_FAILED, f"{type(exc).__name__}: {exc}")
             raise
         return frame
+
+    def _write(self, method, *args) -> None:
+        """A call that writes the file; its I/O errors become :class:`WriteError` (other
+        OSErrors, e.g. from a progress callback, stay what they are)."""
+        try:
+            method(*args)
+        except OSError as exc:
+            raise WriteError(f"writing {self.destination.partial} failed: {_reason(exc)}") \
+                from None
 
     def _complete(self, frame: dict) -> RunResult:
         """Mark the file complete and give it its final name (``Destination.publish``)."""
@@ -146,8 +158,10 @@ class _Run:
             raise
         except OSError as exc:
             self.out.abandon()
-            error = OutputError(f"finishing {partial} failed: {_reason(exc)}")
-            self._mark(error, partial, None)
+            complete = self.out.closed_as == STATUS_COMPLETE  # only the rename failed
+            what = f"renaming it to {self.destination.final.name}" if complete else "finishing it"
+            error = OutputError(f"{partial}: {what} failed: {_reason(exc)}")
+            self._mark(error, partial, STATUS_COMPLETE if complete else None)
             raise error from None
         finally:
             self.destination.release()
@@ -196,7 +210,7 @@ class _Run:
     def _between_steps(self, state: IntegratorState) -> None:
         self.stop.check()
         if self.out is not None and time.monotonic() >= self._next_beat:
-            self.out.heartbeat(self.totals(state))
+            self._write(self.out.heartbeat, self.totals(state))
             self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
 
     def _end(self, exc: BaseException, status: str, message: str) -> None:

@@ -158,6 +158,7 @@ class RunFile:
         self.n_frames = n_frames
         self._buffer: list[dict] = []
         self.n_records = 0
+        self.closed_as: str | None = None  # the status written by a close that got that far
         self.f = h5py.File(_create_unbuffered(path))
         self._datasets: dict[str, dict[str, h5py.Dataset]] = {}  # held open: see _create_unbuffered
         try:
@@ -276,6 +277,7 @@ class RunFile:
         for name in TEXT_ATTRS:  # from here on nothing changes: plain strings for readers
             self.f.attrs[name] = text_of(self.f.attrs[name])
         self.f.flush()
+        self.closed_as = status  # on disk, final: only before_close and closing remain
         try:
             if before_close is not None:
                 before_close()

@@ -78,10 +78,15 @@ class Destination:
 
     def check(self) -> None:
         """Fail early, before any work, if the run could not publish its result."""
+        if os.environ.get("HDF5_USE_FILE_LOCKING", "").strip().upper() in ("TRUE", "1"):
+            raise OutputError("HDF5_USE_FILE_LOCKING=TRUE is set: it overrides the writer's "
+                              "locking=False, and HDF5's lock would collide with the run's own "
+                              "(which lets readers read while it writes); unset it or set it "
+                              "to FALSE")
         folder = self.final.parent
         if not folder.is_dir():
             raise OutputError(f"output folder {str(folder)!r} does not exist")
-        if self.final.exists() and not self.force:
+        if os.path.lexists(self.final) and not self.force:  # a dangling link counts too
             raise OutputExists(f"output file {str(self.final)!r} exists; pass --force to "
                                "overwrite it (it stays until the new run is complete) or choose "
                                "another with -o")
@@ -92,13 +97,18 @@ class Destination:
         self.check()
         self._fd = _open_locked(self.creating, lambda: self._busy(None))
         self.current = self.creating
-        if self.partial.exists():
-            try:
+        try:
+            if os.path.lexists(self.partial):
                 _open_locked(self.partial, lambda: self._busy(self.partial), keep=False)
-            except OutputBusy:
-                self.discard()
-                self.release()
-                raise
+                if not self.force and _status(self.partial) == "complete":
+                    raise OutputExists(
+                        f"{self.partial} holds a complete result that could not be given its "
+                        f"final name; rename it to {self.final.name}, or pass --force to "
+                        "replace it")
+        except BaseException:
+            self.discard()
+            self.release()
+            raise
         return self.creating
 
     def install(self) -> None:
@@ -196,11 +206,21 @@ def _lock_exclusive(fd: int, attempts: int = 4) -> None:
             time.sleep(0.05)
 
 
+def _status(path: Path) -> str:
+    """The status attribute of a run file, or '' where it cannot be read."""
+    try:
+        from .reader import open_run_file, text_of
+        with open_run_file(path) as f:
+            return text_of(f.attrs["status"])
+    except Exception:  # noqa: BLE001 - an unreadable leftover is taken over
+        return ""
+
+
 def _owner(path: Path) -> str:
     """', written by pid N on HOST since T' from the file's attributes, where readable."""
     try:
-        import h5py
-        with h5py.File(path, "r", locking=False) as f:
+        from .reader import open_run_file
+        with open_run_file(path) as f:
             return f", written by pid {f.attrs['pid']} on {f.attrs['host']} since " \
                    f"{f.attrs['started']}"
     except Exception:  # noqa: BLE001 - only decoration of the message
