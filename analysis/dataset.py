@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from meanfield_sim.io.h5file import text_of
-from meanfield_sim.io.publish import partial_path
-from meanfield_sim.io.reader import dim_names, open_run_file
+from meanfield_sim.io.h5file import open_run_file, text_of
+from meanfield_sim.io.publish import existing_run_file
+from meanfield_sim.io.reader import dim_names
 
 GROUPS = ("data", "observables", "particles/network", "particles/features")
 TIME_DESCRIPTION = ("the time t of d theta/dt = -(1/s_m) grad R: for the mean-field scaling "
@@ -30,9 +30,7 @@ TIME_DESCRIPTION = ("the time t of d theta/dt = -(1/s_m) grad R: for the mean-fi
 def open_run(path: str | Path) -> xr.Dataset:
     """The run file at ``path`` (or, if only the run's partial file exists, ``path.part``) as
     an in-memory Dataset of its committed records."""
-    path = Path(path)
-    if not path.exists() and partial_path(path).exists():
-        path = partial_path(path)
+    path = existing_run_file(path)
     with open_run_file(path) as f:
         n = int(f.attrs["n_records"])
         coords, variables = {}, {}

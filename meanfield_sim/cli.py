@@ -125,13 +125,12 @@ def info(path):
     """Describe a run file: its status, contents and final figures.
 
     A run in progress (or one that did not finish) writes OUT.h5.part; OUT.h5 names it too."""
-    from .io.publish import partial_path
+    from .io.publish import existing_run_file, partial_path
     from .io.reader import describe
 
-    if not Path(path).exists():
-        if not partial_path(path).exists():
-            raise click.UsageError(f"{path!r} does not exist (nor {str(partial_path(path))!r})")
-        path = str(partial_path(path))
+    path = existing_run_file(path)
+    if not path.exists():
+        raise click.UsageError(f"{str(path)!r} does not exist (nor {str(partial_path(path))!r})")
     try:
         click.echo(describe(path))
     except OSError as exc:

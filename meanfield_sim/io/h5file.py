@@ -46,6 +46,7 @@ import datetime as _dt
 import os
 import platform
 import socket
+import time
 from pathlib import Path
 
 import h5py
@@ -72,6 +73,21 @@ def versions() -> dict:
     return {"meanfield_sim_version": __version__, "numba_version": numba.__version__,
             "numpy_version": np.__version__, "h5py_version": h5py.__version__,
             "python_version": platform.python_version()}
+
+
+OPEN_ATTEMPTS = 5  # a reader racing the writer's metadata flush retries this often
+
+
+def open_run_file(path) -> h5py.File:
+    """Open a run file for reading without HDF5 locks, retrying briefly if it is caught in the
+    middle of a writer's flush."""
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return h5py.File(path, "r", locking=False)
+        except OSError:
+            if attempt == OPEN_ATTEMPTS - 1 or not os.path.exists(path):
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _fixed_text(text: str, size: int) -> bytes:
@@ -200,10 +216,10 @@ class RunFile:
 
     def _series_group(self, g: h5py.Group, layout, replica_ids) -> None:
         n = self.n_frames
-        time = _preallocated(g, "time", (n,), np.float64)
-        time.make_scale("time")
-        time.attrs["long_name"] = "physical time t of the gradient flow"
-        held = self._datasets[g.name.lstrip("/")] = {"time": time}
+        t_axis = _preallocated(g, "time", (n,), np.float64)
+        t_axis.make_scale("time")
+        t_axis.attrs["long_name"] = "physical time t of the gradient flow"
+        held = self._datasets[g.name.lstrip("/")] = {"time": t_axis}
         for name in ("step", "grad_evals"):
             held[name] = _attach(_preallocated(g, name, (n,), np.int64), g, ("time",), {})
         _coord(g, "replica", np.asarray(replica_ids))

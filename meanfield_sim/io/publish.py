@@ -24,6 +24,8 @@ import os
 import time
 from pathlib import Path
 
+from .h5file import open_run_file, text_of
+
 PARTIAL_SUFFIX = ".part"
 CREATING_SUFFIX = ".part.new"
 NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
@@ -44,6 +46,15 @@ class OutputBusy(OutputError):
 def partial_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def existing_run_file(path: str | Path) -> Path:
+    """``path``, or its partial file ``path.part`` if only that exists (a run going, stopped or
+    killed); ``path`` itself if neither exists (for the caller's error)."""
+    path = Path(path)
+    if not os.path.lexists(path) and partial_path(path).exists():
+        return partial_path(path)
+    return path
 
 
 def is_locked(path: str | Path) -> bool | None:
@@ -209,7 +220,6 @@ def _lock_exclusive(fd: int, attempts: int = 4) -> None:
 def _status(path: Path) -> str:
     """The status attribute of a run file, or '' where it cannot be read."""
     try:
-        from .reader import open_run_file, text_of
         with open_run_file(path) as f:
             return text_of(f.attrs["status"])
     except Exception:  # noqa: BLE001 - an unreadable leftover is taken over
@@ -219,7 +229,6 @@ def _status(path: Path) -> str:
 def _owner(path: Path) -> str:
     """', written by pid N on HOST since T' from the file's attributes, where readable."""
     try:
-        from .reader import open_run_file
         with open_run_file(path) as f:
             return f", written by pid {f.attrs['pid']} on {f.attrs['host']} since " \
                    f"{f.attrs['started']}"

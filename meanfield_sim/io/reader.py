@@ -9,28 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
 import h5py
 import numpy as np
 
-from .h5file import text_of
+from .h5file import open_run_file, text_of
 from .publish import is_locked
-
-OPEN_ATTEMPTS = 5  # a reader racing the writer's metadata flush retries this often
-
-
-def open_run_file(path) -> h5py.File:
-    """Open a run file for reading without HDF5 locks, retrying briefly if it is caught in the
-    middle of a writer's flush."""
-    for attempt in range(OPEN_ATTEMPTS):
-        try:
-            return h5py.File(path, "r", locking=False)
-        except OSError:
-            if attempt == OPEN_ATTEMPTS - 1 or not os.path.exists(path):
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
 
 def read_observables(path) -> dict:
     """The committed records (first ``n_records`` frames) of every time series in /observables,
