@@ -32,14 +32,7 @@ def simulate(config: str | Path | dict, out: str | Path | None = None, *, force:
     from .runner import run
 
     raw = config_mod.read(config) if isinstance(config, (str, Path)) else copy.deepcopy(config)
-    for section, values in sections.items():
-        if not isinstance(values, dict):
-            raise config_mod.ConfigError(f"{section}={values!r}: pass a section's overrides as "
-                                         f"a dict, e.g. {section}={{'key': value}}")
-        target = raw.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise config_mod.ConfigError(f"[{section}] in the config is {target!r}, not a table")
-        target.update(values)
+    config_mod.apply_sections(raw, sections)
     cfg = config_mod.resolve(raw)
     if out is not None:
         run(cfg, out, progress=progress, force=force)

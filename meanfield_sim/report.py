@@ -149,8 +149,9 @@ CLAIMS = (
 
 def _config(folder: Path, claim: Claim, quick: bool) -> dict:
     raw = config_mod.read(folder / claim.config)
-    for section, values in (*claim.overrides.items(), *(claim.quick.items() if quick else ())):
-        raw.setdefault(section, {}).update(values)
+    config_mod.apply_sections(raw, claim.overrides)
+    if quick:
+        config_mod.apply_sections(raw, claim.quick)
     return config_mod.resolve(raw)
 
 

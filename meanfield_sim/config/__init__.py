@@ -20,8 +20,8 @@ from .schema import (ACTIVATIONS, BINARY_LOSSES, GROUPS, LOSSES, METHODS, MODEL_
 
 __all__ = ["ACTIVATIONS", "BINARY_LOSSES", "GROUPS", "LOSSES", "METHODS", "MODEL_KINDS", "SCHEMA",
            "ConfigError",
-           "Key", "apply_override", "load", "loads", "read", "reference_markdown", "resolve",
-           "to_toml"]
+           "Key", "apply_override", "apply_sections", "load", "loads", "read",
+           "reference_markdown", "resolve", "to_toml"]
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
@@ -67,11 +67,25 @@ def apply_override(raw: dict, item: str) -> None:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text  # a bare word such as relu
-    section = raw.setdefault(parts[0], {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"override {item!r}: [{parts[0]}] in the config is {section!r}, not a "
-                          "table")
-    section[parts[1]] = value
+    _table_of(raw, parts[0], f"override {item!r}")[parts[1]] = value
+
+
+def apply_sections(raw: dict, sections: dict) -> None:
+    """Override whole keys per section, in place: ``{"model": {"width": 500}, ...}`` (the
+    Python form of ``--set model.width=500``); validation is left to :func:`resolve`."""
+    for section, values in sections.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}={values!r}: pass a section's overrides as a dict, e.g. "
+                              f"{section}={{'key': value}}")
+        _table_of(raw, section, f"{section}={values!r}").update(values)
+
+
+def _table_of(raw: dict, section: str, context: str) -> dict:
+    """``raw[section]`` (created empty if missing); a ConfigError if it is not a table."""
+    table = raw.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{context}: [{section}] in the config is {table!r}, not a table")
+    return table
 
 
 def resolve(raw: dict) -> dict:
