@@ -95,7 +95,7 @@ def classifier_figure(ds, path, title):
         ax.plot(grid, h.isel(replica=r), color="C0", alpha=0.8,
                 label="h / path norm (run)" if r == 0 else None)
     x, y = ds.x.values, ds.label.values.astype(float)
-    best = maxmargin.max_margin(x, y, norm="path", resolution=256)
+    best = q.max_margin_classifier(ds, "path")
     ax.plot(grid, best(grid[:, None]), "k--", linewidth=1, label="a max-margin classifier (LP)")
     data_h = q.normalised_classifier(ds.isel(time=-1)).outputs.isel(output=0, replica=0)
     b, dev = maxmargin.fit_paper_f_b(x, data_h.values)

@@ -67,10 +67,19 @@ def max_margin_reference(ds: xr.Dataset) -> dict:
     if not (model["kind"] == "network" and model["activation"] == "relu"
             and ds.sizes["output"] == 1 and ds.sizes["input"] <= 2):
         return {}
+    return {norm: max_margin_classifier(ds, norm).margin for norm in maxmargin.NORMS}
+
+
+def max_margin_classifier(ds: xr.Dataset, norm: str = "path") -> maxmargin.MaxMarginResult:
+    """The LP's maximiser for the run's points of positive weight (callable on any points)."""
+    x, y = _weighted_points(ds)
+    return maxmargin.max_margin(x, y, norm=norm, resolution=256)
+
+
+def _weighted_points(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, d) and labels +-1 as floats of the points of positive weight: the margin's points."""
     keep = ds.weight.values > 0
-    x, y = ds.x.values[keep], ds.label.values[keep].astype(float)
-    return {norm: maxmargin.max_margin(x, y, norm=norm, resolution=256).margin
-            for norm in maxmargin.NORMS}
+    return ds.x.values[keep], ds.label.values[keep].astype(float)
 
 
 def margin_gap(ds: xr.Dataset, reference: dict | None = None) -> xr.Dataset:
@@ -89,9 +98,8 @@ def margin_gap(ds: xr.Dataset, reference: dict | None = None) -> xr.Dataset:
 def distance_to_maximisers(ds: xr.Dataset, norm: str = "path") -> xr.DataArray:
     """max_j |h(x_j)/||h|| - f(x_j)| minimised over the maximisers f of the run's data (one LP
     per record and replica, ``maxmargin.distance_to_maximisers``), dims (time, replica)."""
-    keep = ds.weight.values > 0
-    x, y = ds.x.values[keep], ds.label.values[keep].astype(float)
-    g = normalised_classifier(ds, norm).outputs.isel(output=0).values[:, :, keep]
+    x, y = _weighted_points(ds)
+    g = normalised_classifier(ds, norm).outputs.isel(output=0).values[:, :, ds.weight.values > 0]
     values = np.array([[maxmargin.distance_to_maximisers(x, y, frame, norm=norm)
                         for frame in record] for record in g])
     return xr.DataArray(values, dims=("time", "replica"), coords={"time": ds.time},
