@@ -157,15 +157,9 @@ def analyze(paths, as_json, as_csv):
     """
     import json
 
-    from .analysis.dataset import open_run
     from .analysis.quantities import summary
 
-    rows = []
-    for path in paths:
-        try:
-            rows.append({"file": path, **summary(open_run(path))})
-        except (OSError, KeyError) as exc:
-            raise click.ClickException(f"{path}: not a readable run file ({exc})") from None
+    rows = [{"file": path, **summary(_open_run(path))} for path in paths]
     if as_json:
         click.echo(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     elif as_csv or len(rows) > 1:
@@ -187,13 +181,9 @@ def analyze(paths, as_json, as_csv):
 def plot(path, folder):
     """PNG figures of a run: risk, margins with the max-margin optimum, the normalised
     classifier, class spread, particles, the simplex (k = 3), collapse measures."""
-    from .analysis.dataset import open_run
     from .analysis.figures import plot_run
 
-    try:
-        ds = open_run(path)
-    except (OSError, KeyError) as exc:
-        raise click.ClickException(f"{path}: not a readable run file ({exc})") from None
+    ds = _open_run(path)
     try:
         written = plot_run(ds, folder)
     except ValueError as exc:
@@ -225,19 +215,28 @@ def report(folder, out, quick):
             f"{r.source}: {r.quantity} (error {r.error:.3g} > {r.tolerance:.3g})" for r in failed))
 
 
+def _open_run(path):
+    """open_run, with an unreadable file as a one-line error."""
+    from .analysis.dataset import open_run
+    try:
+        return open_run(path)
+    except (OSError, KeyError) as exc:
+        raise click.ClickException(f"{path}: not a readable run file ({exc})") from None
+
+
 def _table(rows: list[dict], sep: str) -> str:
     """One row per file; a series gives two columns, NAME and NAME_trend."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    header, lines = [], []
-    for c in columns:
-        header += [c, f"{c}_trend"] if any(isinstance(r.get(c), dict) for r in rows) else [c]
+    series = {c for row in rows for c, value in row.items() if isinstance(value, dict)}
+    header = [name for c in columns for name in ((c, f"{c}_trend") if c in series else (c,))]
+    lines = []
     for row in rows:
         cells = []
         for c in columns:
             value = row.get(c)
             if isinstance(value, dict):
                 cells += [f"{value['final']:.6g}", f"{value['trend']:.4g}"]
-            elif any(isinstance(r.get(c), dict) for r in rows):
+            elif c in series:
                 cells += ["", ""]
             else:
                 cells.append("" if value is None else f"{value:.6g}" if isinstance(value, float)
