@@ -1,4 +1,6 @@
 """Inputs that used to fail late or confusingly: each now gets one clear message."""
+import os
+import sys
 import tomllib
 from pathlib import Path
 
@@ -10,16 +12,9 @@ from meanfield_sim.cli import main
 from meanfield_sim.config import ConfigError
 from meanfield_sim.model.data import build_dataset
 
-NETWORK = """
-[run]
-t_end = 1.0
-[model]
-width = 4
-[data]
-kind = "explicit"
-x = [-1.0, 1.0]
-labels = [-1, 1]
-"""
+sys.path.insert(0, os.path.dirname(__file__))
+from minimal_configs import NETWORK  # noqa: E402
+
 
 
 @pytest.mark.parametrize("overrides, fragments", [

@@ -7,7 +7,9 @@ values are parsed as TOML (so ``inf``, ``nan`` and inline tables are TOML litera
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
 import tomllib
 
 import pytest
@@ -15,16 +17,9 @@ import pytest
 from meanfield_sim import config
 from meanfield_sim.config import ConfigError
 
-NETWORK = """\
-[run]
-t_end = 1.0
-[model]
-width = 4
-[data]
-kind = "explicit"
-x = [-1.0, 1.0]
-labels = [-1, 1]
-"""
+sys.path.insert(0, os.path.dirname(__file__))
+from minimal_configs import FINAL_LAYER, NETWORK  # noqa: E402
+
 
 INTERVALS = """\
 [run]
@@ -46,15 +41,6 @@ width = 4
 kind = "gaussian_mixture"
 """
 
-FINAL_LAYER = """\
-[run]
-t_end = 1.0
-[model]
-kind = "final_layer"
-loss = "softmax_ce"
-[data]
-kind = "classes"
-"""
 
 PENULTIMATE = FINAL_LAYER.replace("final_layer", "penultimate_layer")
 

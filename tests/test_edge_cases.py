@@ -1,5 +1,7 @@
 """Edge cases of the flows, integrators and data that a review found mishandled."""
 import math
+import os
+import sys
 import tomllib
 
 import numpy as np
@@ -9,6 +11,9 @@ from meanfield_sim import config, runner
 from meanfield_sim.flows import build_flow
 from meanfield_sim.flows.softmax import softmax_risk
 from meanfield_sim.model.data import build_dataset
+
+sys.path.insert(0, os.path.dirname(__file__))
+from minimal_configs import FINAL_LAYER  # noqa: E402
 
 
 def test_toy_softmax_is_exact_in_the_tail():
@@ -88,22 +93,17 @@ separation = 3.0
     np.testing.assert_allclose(np.sort(build_dataset(cfg).x[:, 0]), [-3.0, -1.0, 1.0, 3.0])
 
 
+CLASS_SIZES = FINAL_LAYER + "num_classes = 3\nclass_sizes = {sizes}\n"
+
+
 @pytest.mark.parametrize("kind", ["classes", "gaussian_mixture"])
 def test_unequal_class_sizes(kind):
     """data.class_sizes gives classes of their own sizes, in label order."""
-    model = ('kind = "final_layer"\nloss = "softmax_ce"' if kind == "classes"
-             else 'width = 4\nloss = "softmax_ce"')
-    cfg = config.loads(f"""
-[run]
-t_end = 1.0
-[model]
-{model}
-[data]
-kind = "{kind}"
-num_classes = 3
-class_sizes = [5, 2, 1]
-""")
-    data = build_dataset(cfg)
+    text = CLASS_SIZES.format(sizes="[5, 2, 1]")
+    if kind == "gaussian_mixture":
+        text = text.replace('kind = "final_layer"', "width = 4").replace(
+            'kind = "classes"', 'kind = "gaussian_mixture"')
+    data = build_dataset(config.loads(text))
     assert np.bincount(data.label).tolist() == [5, 2, 1] and data.n == 8
     assert np.allclose(data.weight, 1 / 8)
 
@@ -111,14 +111,4 @@ class_sizes = [5, 2, 1]
 @pytest.mark.parametrize("sizes", ["[5, 2]", "[5, 0, 1]", "[5, 2.5, 1]"])
 def test_bad_class_sizes_name_the_key(sizes):
     with pytest.raises(config.ConfigError, match="data.class_sizes"):
-        config.loads(f"""
-[run]
-t_end = 1.0
-[model]
-kind = "final_layer"
-loss = "softmax_ce"
-[data]
-kind = "classes"
-num_classes = 3
-class_sizes = {sizes}
-""")
+        config.loads(CLASS_SIZES.format(sizes=sizes))
