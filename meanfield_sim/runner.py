@@ -151,24 +151,37 @@ class _Run:
         partial = self.destination.partial
         try:
             with signals_blocked():
-                self.out.close(STATUS_COMPLETE, progress=self.totals(),
-                               before_close=self.destination.publish)
-        except OutputExists as exc:  # complete, but someone else's file took the final name
-            self._mark(exc, partial, STATUS_COMPLETE)
-            raise
-        except OSError as exc:
-            self.out.abandon()
-            complete = self.out.closed_as == STATUS_COMPLETE  # only the rename failed
-            what = f"renaming it to {self.destination.final.name}" if complete else "finishing it"
-            error = OutputError(f"{partial}: {what} failed: {_reason(exc)}")
-            self._mark(error, partial, STATUS_COMPLETE if complete else None)
-            raise error from None
+                try:
+                    self.out.finish(STATUS_COMPLETE, progress=self.totals())
+                except OSError as exc:
+                    raise self._unfinished(exc, "finishing it", None) from None
+                try:  # the file is complete on disk: only its name can still fail
+                    self.destination.publish()
+                except OutputExists as exc:  # someone else's file took the final name
+                    self.out.abandon()
+                    self._mark(exc, partial, STATUS_COMPLETE)
+                    raise
+                except OSError as exc:
+                    raise self._unfinished(exc, f"renaming it to {self.destination.final.name}",
+                                           STATUS_COMPLETE) from None
+                try:
+                    self.out.close()
+                except OSError as exc:
+                    raise self._unfinished(exc, "closing it", STATUS_COMPLETE) from None
         finally:
             self.destination.release()
         return RunResult(self.destination.final, STATUS_COMPLETE, self.state.t, self.state.step,
                          self.flow.grad_evals, time.perf_counter() - self.start,
                          self.compile_seconds, frame["observables"]["risk"],
                          frame["observables"]["margin"], self.out.n_records)
+
+    def _unfinished(self, exc: OSError, what: str, status: str | None) -> OutputError:
+        """The error for a failed last step of a complete run; the file is closed as it is."""
+        self.out.abandon()
+        where = self.destination.current
+        error = OutputError(f"{where}: {what} failed: {_reason(exc)}")
+        self._mark(error, where, status)
+        return error
 
     def _open(self, layouts: dict, n_frames: int) -> None:
         """Claim the destination and create the file at its full size, after checking that the
@@ -220,7 +233,8 @@ class _Run:
         with signals_blocked():
             for write_buffer in (True, False):  # without the frames whose write just failed
                 try:
-                    self.out.close(status, message, self.totals(), write_buffer=write_buffer)
+                    self.out.finish(status, message, self.totals(), write_buffer=write_buffer)
+                    self.out.close()
                 except Exception:  # noqa: BLE001 - the original error is the one to report
                     continue
                 written = status

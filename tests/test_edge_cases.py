@@ -52,14 +52,7 @@ dt_max = 1.0e-3
 def test_toy_diagnostics_ignore_points_without_weight():
     """Class 1 has weight 0: its points never move, and vertex_error / max_norm must not count
     them (margin and class_spread already did not)."""
-    cfg = config.loads("""
-[run]
-t_end = 1.0
-[model]
-kind = "final_layer"
-loss = "softmax_ce"
-[data]
-kind = "classes"
+    cfg = config.loads(FINAL_LAYER + """\
 num_classes = 3
 points_per_class = 2
 class_weights = [1.0, 0.0, 1.0]

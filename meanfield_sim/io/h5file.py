@@ -157,7 +157,8 @@ def series_bytes(groups: dict, n_frames: int, data_n: int, replicas: int) -> int
 
 
 class RunFile:
-    """Writer of one run's file. Records go through :meth:`append`; :meth:`close` sets the status.
+    """Writer of one run's file. Records go through :meth:`append`; :meth:`finish` sets the
+    final status, :meth:`close` closes.
 
     ``groups`` maps group paths to layouts (``flows.base.GroupLayout``): each becomes a group with
     its own time axis (time, step, grad_evals) of ``n_frames`` entries, a ``replica`` axis with
@@ -174,7 +175,6 @@ class RunFile:
         self.n_frames = n_frames
         self._buffer: list[dict] = []
         self.n_records = 0
-        self.closed_as: str | None = None  # the status written by a close that got that far
         self.f = h5py.File(_create_unbuffered(path))
         self._datasets: dict[str, dict[str, h5py.Dataset]] = {}  # held open: see _create_unbuffered
         try:
@@ -276,13 +276,11 @@ class RunFile:
         self._set_progress(progress)
         self.f.flush()
 
-    def close(self, status: str, message: str = "", progress: dict | None = None,
-              before_close=None, write_buffer: bool = True) -> None:
+    def finish(self, status: str, message: str = "", progress: dict | None = None,
+               write_buffer: bool = True) -> None:
         """Write what is buffered (unless ``write_buffer`` is False: after a failed write), then
-        the final status, message and progress, flush, call ``before_close()`` (the file is then
-        final on disk), and close."""
-        if not self.f.id.valid:
-            return
+        the final status, message and progress, and flush: the file is final on disk, and only
+        closing remains (:meth:`close`)."""
         if write_buffer:
             self.flush()
         self._buffer = []
@@ -293,11 +291,10 @@ class RunFile:
         for name in TEXT_ATTRS:  # from here on nothing changes: plain strings for readers
             self.f.attrs[name] = text_of(self.f.attrs[name])
         self.f.flush()
-        self.closed_as = status  # on disk, final: only before_close and closing remain
-        try:
-            if before_close is not None:
-                before_close()
-        finally:
+
+    def close(self) -> None:
+        """Close the file (after :meth:`finish`, or as it stands)."""
+        if self.f.id.valid:
             self.f.close()
 
     def abandon(self) -> None:
