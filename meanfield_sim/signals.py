@@ -24,7 +24,7 @@ class Interrupted(Exception):
 
     def __init__(self, signum: int):
         self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        super().__init__(f"interrupted by {self.signal_name}")
 
     @property
     def signal_name(self) -> str:
@@ -66,8 +66,8 @@ class StopSignals:
                 signal.signal(sig, handler)
         self._previous = {}
 
-    def check(self, *_ignored) -> None:
-        """Raise :class:`Interrupted` if a stop signal arrived (callable as a step hook)."""
+    def check(self) -> None:
+        """Raise :class:`Interrupted` if a stop signal arrived."""
         if self.received is not None:
             raise Interrupted(self.received)
 
