@@ -3,7 +3,7 @@ convention, replicas shown as the median with a band from the smallest to the la
 
 ``plot_run(ds, folder)`` writes the figures that apply to the run and returns their paths:
 
-    risk.png        risk R(t) (log-log)
+    risk.png        risk R(t) (log-log); with a test set also test risk and both errors
     margins.png     binary: margin; margin / path norm and / Euclidean norm with the maximum
                     margin of the run's data (ReLU, d <= 2; ``maxmargin``) as dashed lines
     classifier.png  binary, d = 1 with a grid: h / path norm at the last record against a
@@ -62,11 +62,23 @@ def _later(ds: xr.Dataset) -> xr.Dataset:
 
 
 def risk_figure(ds, path, title):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    _band(ax, _later(ds).risk, "risk")
+    """Risk on the training data; with a held-out test set also the test risk, and the
+    training and test errors in a second panel."""
+    later = _later(ds)
+    held_out = "test_risk" in ds
+    fig, axes = plt.subplots(1, 2 if held_out else 1, figsize=(11 if held_out else 6, 4))
+    ax = np.atleast_1d(axes)[0]
+    _band(ax, later.risk, "training risk")
+    if held_out:
+        _band(ax, later.test_risk, f"test risk ({ds.sizes['test_sample']} held-out points)")
+        err = axes[1]
+        _band(err, later.error, "training error")
+        _band(err, later.test_error, "test error")
+        err.set_ylim(-0.02, 1.02)
+        err.set_ylabel("error sum_j p_j [margin_j <= 0] (weighted fraction misclassified)")
     ax.set_yscale("log")
     ax.set_ylabel("risk R = sum_j p_j loss(h(x_j), y_j)")
-    return _save(fig, ax, path, title)
+    return _save(fig, axes, path, title)
 
 
 def margins_figure(ds, path, title, reference: dict):

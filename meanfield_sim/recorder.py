@@ -32,19 +32,28 @@ def evaluation_grid(rec: dict) -> np.ndarray | None:
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def margins(outputs: np.ndarray, label: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """(R,) smallest margin over the points of positive weight.
+def point_margins(outputs: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """(R, n) margin of each point: y_j h(x_j) (binary, k = 1), or h_{y_j}(x_j) - max_{q != y_j}
+    h_q(x_j) (k classes). A point is classified correctly iff its margin is > 0."""
+    if outputs.shape[2] == 1:
+        return label[None, :] * outputs[:, :, 0]
+    idx = np.arange(outputs.shape[1])
+    own = outputs[:, idx, label]
+    other = outputs.copy()
+    other[:, idx, label] = -np.inf
+    return own - other.max(axis=2)
 
-    Binary (k = 1): min_j y_j h(x_j). k classes: min_j (h_{y_j}(x_j) - max_{q != y_j} h_q(x_j))."""
+
+def margins(outputs: np.ndarray, label: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(R,) smallest margin over the points of positive weight (see :func:`point_margins`)."""
     keep = weight > 0
-    h, y = outputs[:, keep, :], label[keep]
-    if h.shape[2] == 1:
-        return (y[None, :] * h[:, :, 0]).min(axis=1)
-    idx = np.arange(h.shape[1])
-    own = h[:, idx, y]
-    other = h.copy()
-    other[:, idx, y] = -np.inf
-    return (own - other.max(axis=2)).min(axis=1)
+    return point_margins(outputs[:, keep, :], label[keep]).min(axis=1)
+
+
+def classification_error(outputs: np.ndarray, label: np.ndarray,
+                         weight: np.ndarray) -> np.ndarray:
+    """(R,) weighted error sum_j p_j [margin_j <= 0]: a tie counts as an error."""
+    return ((point_margins(outputs, label) <= 0) * weight[None, :]).sum(axis=1)
 
 
 class NonFiniteError(RuntimeError):
@@ -74,8 +83,8 @@ class Recorder:
     grad_evals and one dict of arrays per group (``observables`` and the flow's snapshots)."""
 
     def __init__(self, flow, grid: np.ndarray | None = None,
-                 snapshot: GroupLayout | None = None):
-        self.flow, self.grid, self.snapshot = flow, grid, snapshot
+                 snapshot: GroupLayout | None = None, test=None):
+        self.flow, self.grid, self.snapshot, self.test = flow, grid, snapshot, test
 
     def layouts(self) -> dict:
         """The groups this recorder fills, for :class:`io.h5file.RunFile`."""
@@ -85,9 +94,23 @@ class Recorder:
                "margin": Series(("replica",), "min_j y_j h(x_j) (binary); "
                                 "min_j h_yj - max_{q != y_j} h_q (k classes)"),
                **{name: Series(("replica",), doc) for name, doc in flow.scalar_series.items()},
+               "error": Series(("replica",), "training error sum_j p_j [margin_j <= 0]"),
                "outputs": Series(("replica", "sample", "output"), "outputs h(x_j)")}
         coords = {"sample": np.arange(flow.data.n), "output": np.arange(flow.outputs)}
         static = {}
+        if self.test is not None:
+            obs.update(test_risk=Series(("replica",), "risk on the held-out test points"),
+                       test_margin=Series(("replica",), "smallest margin on the test points"),
+                       test_error=Series(("replica",), "test error sum_j q_j [margin_j <= 0] "
+                                         "over the test points x'_j with weights q_j"),
+                       test_outputs=Series(("replica", "test_sample", "output"),
+                                           "outputs h(x'_j) on the held-out test points"))
+            coords.update(test_sample=np.arange(self.test.n),
+                          input=np.arange(self.test.x.shape[1]))
+            static.update(test_x=(self.test.x, ("test_sample", "input"), "test points x'_j"),
+                          test_label=(self.test.label, ("test_sample",), "test labels"),
+                          test_weight=(self.test.weight, ("test_sample",),
+                                       "test weights q_j (sum 1)"))
         if self.grid is not None:
             obs["grid_outputs"] = Series(("replica", "grid_point", "output"),
                                          "network outputs on the evaluation grid")
@@ -105,7 +128,14 @@ class Recorder:
         obs = {"risk": ev.risk.copy(), "log_risk": ev.log_risk.copy(),
                "outputs": ev.outputs.copy(),
                "margin": margins(ev.outputs, flow.data.label, flow.data.weight),
+               "error": classification_error(ev.outputs, flow.data.label, flow.data.weight),
                **flow.scalars(theta)}
+        if self.test is not None:
+            test = self.test
+            outputs, risk = flow.evaluate_on(theta, test)
+            obs.update(test_risk=risk, test_outputs=outputs,
+                       test_margin=margins(outputs, test.label, test.weight),
+                       test_error=classification_error(outputs, test.label, test.weight))
         if self.grid is not None:
             obs["grid_outputs"] = flow.outputs_at(theta, self.grid)
         out = {"time": t, "step": step, "grad_evals": flow.grad_evals, "observables": obs}

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import config as config_mod
 from .flows import build_flow
+from .model.data import build_test_set
 from .integrate import make_integrator
 from .integrate.stepper import IntegratorState
 from .io.h5file import (STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED, RunFile,
@@ -102,7 +103,8 @@ class _Run:
         integrator = make_integrator(self.flow, cfg["integrator"], self._between_steps)
         times = integrator.reached_times(record_times(cfg["record"], cfg["run"]["t_end"]))
         grid = evaluation_grid(cfg["record"]) if self.flow.supports_grid else None
-        recorder = Recorder(self.flow, grid, self.flow.snapshot_layout(cfg))
+        recorder = Recorder(self.flow, grid, self.flow.snapshot_layout(cfg),
+                            build_test_set(cfg))
         try:
             self.stop.check()
             self._open(recorder.layouts(), len(times))

@@ -23,7 +23,7 @@ from meanfield_sim.signals import Interrupted
 sys.path.insert(0, os.path.dirname(__file__))
 import io_helpers as io  # noqa: E402
 
-SERIES = ("risk", "log_risk", "margin", "path_norm", "euclidean_norm")
+SERIES = ("risk", "log_risk", "margin", "error", "path_norm", "euclidean_norm")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_dataset_shapes(tiny):
         "observables/sample": (n,), "observables/output": (k,),
         "observables/risk": (n_rec, R), "observables/log_risk": (n_rec, R),
         "observables/margin": (n_rec, R), "observables/path_norm": (n_rec, R),
-        "observables/euclidean_norm": (n_rec, R),
+        "observables/euclidean_norm": (n_rec, R), "observables/error": (n_rec, R),
         "observables/outputs": (n_rec, R, n, k), "observables/grid_point": (G,),
         "observables/input": (d,), "observables/grid_x": (G, d),
         "observables/grid_outputs": (n_rec, R, G, k),

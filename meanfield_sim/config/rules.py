@@ -45,6 +45,7 @@ def check_consistency(cfg: dict) -> None:
     _model_kind_rules(cfg)
     _replica_rules(cfg["run"])
     d, k = _data_rules(cfg)
+    _test_set_rules(cfg, d, k)
     _explicit_init_rules(cfg, d, k)
     _integrator_and_record_rules(cfg, d)
     _size_rules(cfg, d, k)
@@ -146,15 +147,7 @@ def _data_rules(cfg: dict) -> tuple[int, int]:
             labels.append(c["label"])
         label_keys = [f"data.classes[{i}].label" for i in range(len(labels))]
 
-    for key, lab in zip(label_keys, labels):
-        if not isinstance(lab, int) or isinstance(lab, bool):
-            raise ConfigError(f"{key} = {lab!r}: labels must be integers")
-        if binary and lab not in (-1, 1):
-            raise ConfigError(f"{key} = {lab!r}: model.loss = {model['loss']!r} is binary and "
-                              "needs labels -1 or +1")
-        if not binary and lab < 0:
-            raise ConfigError(f"{key} = {lab!r}: model.loss = 'softmax_ce' needs class indices "
-                              "0, 1, ..., k-1")
+    _label_rules(label_keys, labels, model["loss"])
     if binary:
         return d, 1
     k = max(labels) + 1
@@ -162,6 +155,52 @@ def _data_rules(cfg: dict) -> tuple[int, int]:
         raise ConfigError(f"labels {sorted(set(labels))}: model.loss = 'softmax_ce' needs "
                           "at least 2 classes (labels 0..k-1)")
     return d, k
+
+
+def _label_rules(keys: list, labels: list, loss: str, k: int | None = None) -> None:
+    """Labels are integers: +-1 for the binary losses, class indices (below k if given) for
+    softmax_ce."""
+    for key, lab in zip(keys, labels):
+        if not isinstance(lab, int) or isinstance(lab, bool):
+            raise ConfigError(f"{key} = {lab!r}: labels must be integers")
+        if loss in BINARY_LOSSES and lab not in (-1, 1):
+            raise ConfigError(f"{key} = {lab!r}: model.loss = {loss!r} is binary and needs "
+                              "labels -1 or +1")
+        if loss not in BINARY_LOSSES and (lab < 0 or (k is not None and lab >= k)):
+            top = f"{k - 1}, the classes of data.labels" if k is not None else "k-1"
+            raise ConfigError(f"{key} = {lab!r}: model.loss = 'softmax_ce' needs class indices "
+                              f"0, 1, ..., {top}")
+
+
+def _test_set_rules(cfg: dict, d: int, k: int) -> None:
+    """A held-out test set belongs to a network: drawn (data.test_points, for the generated
+    kinds) or listed (data.test_x, data.test_labels, for explicit data), never both."""
+    model, data = cfg["model"], cfg["data"]
+    if not (data["test_points"] or data["test_x"] or data["test_labels"]):
+        return
+    if model["kind"] != "network":
+        raise ConfigError(f"data.test_points = {data['test_points']}, data.test_x = "
+                          f"{data['test_x']!r}: model.kind = {model['kind']!r} has no inputs to "
+                          "generalise over; a held-out test set needs model.kind = 'network'")
+    if data["test_points"] and data["kind"] not in ("intervals", "gaussian_mixture"):
+        raise ConfigError(f"data.test_points = {data['test_points']}: drawn test points need "
+                          "data.kind = 'intervals' or 'gaussian_mixture'; for explicit data "
+                          "list them in data.test_x and data.test_labels")
+    if data["test_x"] or data["test_labels"]:
+        if data["kind"] != "explicit":
+            raise ConfigError(f"data.test_x = {data['test_x']!r}: listed test points go with "
+                              f"data.kind = 'explicit' (here {data['kind']!r}: use "
+                              "data.test_points)")
+        if not data["test_x"]:
+            raise ConfigError("data.test_labels is given but data.test_x = []: list the test "
+                              "points too")
+        data["test_x"] = _vector_list("data.test_x", data["test_x"], d,
+                                      f"d = {d} input dimension(s), like data.x")
+        if len(data["test_labels"]) != len(data["test_x"]):
+            raise ConfigError(f"data.test_labels has {len(data['test_labels'])} entries, "
+                              f"data.test_x has {len(data['test_x'])}: one label per point")
+        _label_rules([f"data.test_labels[{i}]" for i in range(len(data["test_labels"]))],
+                     data["test_labels"], model["loss"], None if k == 1 else k)
 
 
 def _point_count(data: dict) -> tuple[int, str]:
@@ -177,6 +216,14 @@ def _point_count(data: dict) -> tuple[int, str]:
     n = data["num_classes"] * data["points_per_class"]
     return n, (f"data.num_classes = {data['num_classes']}, data.points_per_class = "
                f"{data['points_per_class']}")
+
+
+def _test_count(data: dict) -> tuple[int, str]:
+    """The number of held-out test points and the keys that set it."""
+    if data["test_x"]:
+        return len(data["test_x"]), f"data.test_x ({len(data['test_x'])} points)"
+    classes = len(data["classes"]) if data["kind"] == "intervals" else data["num_classes"]
+    return data["test_points"] * classes, f"data.test_points = {data['test_points']}"
 
 
 def _state_size(cfg: dict, n: int, points: str, d: int, k: int) -> tuple[str, int]:
@@ -207,6 +254,7 @@ def _size_rules(cfg: dict, d: int, k: int) -> None:
     grid = math.prod(grid_points) if grid_points else 0
     grid_keys = f"record.grid_points = {grid_points}"
     frames, frame_keys = _record_count(cfg["record"])
+    n_test, test_keys = _test_count(cfg["data"])
     arrays = [(f"{state_keys}, {reps} {sizes}", R * state, "the particle state", "memory"),
               (f"{points} {sizes}", n * d, "the data", "memory"),
               (f"{points}, {reps} {sizes}", R * n * k, "the outputs of one record", "memory"),
@@ -214,7 +262,9 @@ def _size_rules(cfg: dict, d: int, k: int) -> None:
               (f"{grid_keys}, {reps} {sizes}", R * grid * k, "the grid outputs of one record",
                "memory"),
               (f"{frame_keys}, {points}, {reps} {sizes}", frames * R * n * k,
-               "the output file's outputs of all records", "disk")]
+               "the output file's outputs of all records", "disk"),
+              (f"{frame_keys}, {test_keys}, {reps} {sizes}", frames * R * n_test * k,
+               "the output file's test outputs of all records", "disk")]
     for keys, entries, what, store in arrays:
         if entries >= MAX_ENTRIES:
             raise ConfigError(f"{keys}: {what} would hold {entries} numbers ({8 * entries:.3g} "

@@ -150,9 +150,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
                           _bounded(_finite_nonneg)),
         "spread": Key(_NUM, 0.5, "gaussian_mixture: standard deviation within a class",
                       _bounded(_finite_nonneg)),
+        # held-out test set (network only)
+        "test_points": Key((int,), 0, "intervals, gaussian_mixture: held-out test points per "
+                           "class, drawn from the training distribution (uniform on each class's "
+                           "interval, or the same Gaussian cluster) from their own random "
+                           "stream; 0 = no test set", _nonneg),
+        "test_x": Key((list,), [], "explicit: held-out test points, like data.x; [] = none"),
+        "test_labels": Key((list,), [], "explicit: labels of data.test_x"),
         # modifiers, all kinds
         "class_weights": Key((list,), [], "total weight of each class (in label order); [] = by count"),
-        "random_labels": Key((bool,), False, "replace the labels by uniformly random ones"),
+        "random_labels": Key((bool,), False, "replace the labels (and those of a test set) by "
+                             "uniformly random ones"),
     },
     "init": {
         "kind": Key((str,), "gaussian", "initial particles",

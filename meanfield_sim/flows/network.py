@@ -76,6 +76,19 @@ class ParticleFlow:
                              out)
         return out
 
+    def evaluate_on(self, theta: np.ndarray, data: Dataset) -> tuple:
+        """Outputs (R, n', k) and risk (R,) on other points ``data`` (a held-out test set),
+        with the training loss; fresh arrays."""
+        outputs = self.outputs_at(theta, data.x)
+        R, n, k = outputs.shape
+        with np.errstate(divide="ignore"):
+            log_weight = np.log(data.weight)
+        risk, log_risk, log_scale = np.empty(R), np.empty(R), np.empty(R)
+        self.kernels.loss_pass(outputs, np.ascontiguousarray(data.label, dtype=np.int64),
+                               log_weight, self.spec.loss_id, np.empty((R, n, k)), risk,
+                               log_risk, log_scale)
+        return outputs, risk
+
     def evaluate(self, theta: np.ndarray) -> Evaluation:
         """Forward and loss pass (no gradient). Returned arrays are owned by the flow and are
         overwritten by the next call; copy what must outlive it."""

@@ -14,6 +14,7 @@ import numpy as np
 from ..config import ConfigError
 
 DATA_STREAM = 0xDA7A  # spawn key of the data stream, apart from the replicas' keys (r,)
+TEST_STREAM = (0xDA7A, 0x7E57)  # two entries: never a replica's key (r,) nor the data's
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,45 @@ def build_dataset(cfg: dict) -> Dataset:
         raise ConfigError(f"data.class_weights = {data['class_weights']!r}: every class with "
                           "points has weight 0, so the data carry no weight at all")
     weights = weights / weights.sum()
+    return Dataset(x=np.ascontiguousarray(x, dtype=np.float64), label=label, weight=weights,
+                   class_labels=class_labels)
+
+
+def build_test_set(cfg: dict) -> Dataset | None:
+    """The held-out test set of ``cfg['data']``, or None.
+
+    ``data.test_points`` points per class from the training distribution (uniform on each
+    class's interval, whatever ``placement`` the training points have; or the same Gaussian
+    clusters), drawn from their own stream so that adding a test set leaves the training data as
+    they were; or the listed ``data.test_x`` / ``data.test_labels``. With ``random_labels`` the
+    test labels are random too (so the best test error is that of guessing). Point weights are
+    equal, rescaled by ``class_weights`` like the training weights, so the test risk estimates
+    the population risk under the same class weighting."""
+    data = cfg["data"]
+    if not (data["test_points"] or data["test_x"]):
+        return None
+    seed = cfg["run"]["seed"] if data["seed"] < 0 else data["seed"]
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=TEST_STREAM))
+    class_labels = tuple(cfg["derived"]["class_labels"])
+    count = data["test_points"]
+    if data["kind"] == "explicit":
+        x = np.asarray(data["test_x"], dtype=np.float64)
+        label = np.asarray(data["test_labels"], dtype=np.int64)
+    elif data["kind"] == "intervals":
+        x = np.concatenate([np.sort(rng.uniform(*c["interval"], count))
+                            for c in data["classes"]])[:, None]
+        label = np.repeat(np.asarray([c["label"] for c in data["classes"]], dtype=np.int64),
+                          count)
+    else:
+        x, label = _gaussian_mixture(rng, dict(data, class_sizes=[count] * data["num_classes"]),
+                                     class_labels)
+    if data["random_labels"]:
+        label = rng.choice(np.asarray(class_labels, dtype=np.int64), size=label.shape[0])
+    weights = np.ones(label.shape[0])
+    if data["class_weights"]:
+        weights = _reweight_classes(weights, label, class_labels, data["class_weights"])
+    total = weights.sum()
+    weights = weights / total if total > 0 else weights
     return Dataset(x=np.ascontiguousarray(x, dtype=np.float64), label=label, weight=weights,
                    class_labels=class_labels)
 
