@@ -27,6 +27,18 @@ TIME_DESCRIPTION = ("the time t of d theta/dt = -(1/s_m) grad R: for the mean-fi
                     "that of the Wasserstein gradient flow; for optimisers steps x dt")
 
 
+# Every axis but time is an index (units "1", dimensionless); so is every variable: the model has
+# no physical units, its inputs, outputs, weights and risks are plain numbers.
+COORDINATES = {"replica": "global replica index r (seeds SeedSequence(run.seed, (r,)))",
+               "sample": "training point index j", "test_sample": "held-out test point index",
+               "output": "output component (class for k > 1)", "input": "input coordinate",
+               "grid_point": "evaluation grid point index", "particle": "neuron index i",
+               "feature": "penultimate-layer feature coordinate"}
+
+COUNTERS = {"step": "integrator steps (or optimiser iterations) so far",
+            "grad_evals": "gradient evaluations so far"}
+
+
 def open_run(path: str | Path) -> xr.Dataset:
     """The run file at ``path`` (or, if only the run's partial file exists, ``path.part``) as
     an in-memory Dataset of its committed records."""
@@ -42,6 +54,12 @@ def open_run(path: str | Path) -> xr.Dataset:
     attrs["file"] = str(path)
     ds = xr.Dataset(variables, coords=coords, attrs=attrs)
     ds["time"].attrs.update(long_name="time t", units="flow time", description=TIME_DESCRIPTION)
+    for name, long_name in COORDINATES.items():
+        if name in ds.coords:
+            ds[name].attrs.update(long_name=long_name, units="1")
+    for name in ds.data_vars:
+        ds[name].attrs.setdefault("units", "1")
+        ds[name].attrs.setdefault("long_name", COUNTERS.get(name, name))
     return ds
 
 

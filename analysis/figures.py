@@ -75,7 +75,7 @@ def risk_figure(ds, path, title):
         _band(err, later.error, "training error")
         _band(err, later.test_error, "test error")
         err.set_ylim(-0.02, 1.02)
-        err.set_ylabel("error sum_j p_j [margin_j <= 0] (weighted fraction misclassified)")
+        err.set_ylabel("error: weighted fraction misclassified")
     ax.set_yscale("log")
     ax.set_ylabel("risk R = sum_j p_j loss(h(x_j), y_j)")
     return _save(fig, axes, path, title)
@@ -176,6 +176,39 @@ def collapse_figure(ds, path, title):
     ax.set_yscale("log")
     ax.set_ylabel(f"collapse error (0 = regular simplex; shown >= {FLOOR:g})")
     return _save(fig, ax, path, title)
+
+
+def three_neuron_gap_figure(runs: list, path: str | Path) -> Path:
+    """Section 5.2 (Lemma 18) across runs that differ in the weights p: the final
+    h(1) - h(-1) against the predicted limit log(p3 / (2 p1)) (0 iff p3 = 2 p1, i.e. collapse),
+    and, over time, the distance to that limit beside the rate (1 + log t) / t of the ODE's
+    corrections."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    limits = []
+    for ds in runs:
+        x, p = ds.x.values[:, 0], ds.weight.values
+        h = ds.outputs.isel(replica=0, output=0)
+        gap = (h.isel(sample=int(np.flatnonzero(x == 1)[0]))
+               - h.isel(sample=int(np.flatnonzero(x == -1)[0])))
+        limit = float(np.log(p[x == 1][0] / (2 * p[x == -1][0])))
+        limits.append(limit)
+        label = f"p = ({', '.join(f'{v:.3g}' for v in p)})"
+        left.scatter([limit], [float(gap[-1])], s=50, label=label, zorder=3)
+        later = gap.isel(time=np.flatnonzero(gap.time.values > 0))
+        right.plot(later.time, np.maximum(np.abs(later - limit), FLOOR), label=label)
+    span = np.array([min(limits + [0.0]) - 0.1, max(limits + [0.0]) + 0.1])
+    left.plot(span, span, "k--", linewidth=1, label="Lemma 18: h(1) - h(-1) = log(p3 / 2 p1)")
+    left.set_xlabel("log(p3 / (2 p1))  (0: p3 = 2 p1)")
+    left.set_ylabel("h(1) - h(-1) at the last record")
+    t = np.geomspace(max(1.0, float(later.time[0])), float(later.time[-1]), 100)
+    right.plot(t, (1 + np.log(t)) / t, "k:", label="(1 + log t) / t, t >= 1")
+    right.set_yscale("log")
+    right.set_ylabel("|h(1) - h(-1) - log(p3 / 2 p1)|")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    right.set_xscale("log")
+    return _save(fig, right, Path(path), "Section 5.2: the gap h(1) - h(-1) and its limit",
+                 log_time=True)
 
 
 def plot_run(ds: xr.Dataset, folder: str | Path) -> list[Path]:

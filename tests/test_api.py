@@ -37,6 +37,11 @@ def test_simulate_equals_the_file_of_the_same_run(tmp_path):
     assert config_mod.loads(ds.attrs["config"]) == config_mod.load(cfg_path)
     assert ds.risk.attrs["long_name"].startswith("risk")
     assert ds.time.attrs["units"] == "flow time"
+    # every other axis is a named, dimensionless index; every variable has units and a name
+    for dim in ds.dims:
+        assert ds[dim].attrs["long_name"] and ds[dim].attrs["units"], dim
+    for name in ds.data_vars:
+        assert ds[name].attrs["long_name"] and ds[name].attrs["units"] == "1", name
 
 
 def test_simulate_overrides_by_section_and_leaves_no_file(tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ def test_report_links_figures_that_exist(quick_report):
     links = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
     assert len(links) >= 3 * len(CLAIMS)
     assert all((out / link).stat().st_size > 10_000 for link in links)
+    assert "figures/section5_2_gap.png" in links  # Lemma 18 across the three weightings
     for line in text.splitlines():
         if line.startswith("| Corollary 9"):
             assert line.count(" | ") == 7  # the table survives "|" inside cells
