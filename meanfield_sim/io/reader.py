@@ -81,7 +81,7 @@ def describe(path) -> str:
                  f"integration: t = {a['t_reached']:.6g} of {a['t_end']:.6g}, {a['steps']} "
                  f"steps, {a['grad_evals']} gradient evaluations, {a['wall_seconds']:.2f} s wall "
                  f"({a['compile_seconds']:.2f} s of it compiling or loading kernels)"]
-        extras = [name for name in ("grid_outputs",) if name in obs]
+        extras = [name for name in ("grid_outputs", "test_outputs") if name in obs]
         for name, group in f.get("particles", {}).items():
             sizes = ", ".join(f"{dim} {group[dim].shape[0]}" for dim in ("particle", "sample",
                                                                            "feature")
