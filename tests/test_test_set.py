@@ -120,6 +120,11 @@ def test_bad_test_sets_name_the_key(data, words):
     assert words in str(err.value)
 
 
+def test_a_test_set_without_weight_is_refused():
+    with pytest.raises(ConfigError, match="no test point carries weight"):
+        _cfg(NETWORK, test_x=[0.5], test_labels=[1], class_weights=[1.0, 0.0])
+
+
 def test_toy_models_have_no_test_set():
     text = INTERVALS.replace("[model]\nwidth = 30", '[model]\nkind = "final_layer"\n'
                              'loss = "softmax_ce"').replace("label = -1", "label = 0")

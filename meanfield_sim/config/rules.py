@@ -201,6 +201,13 @@ def _test_set_rules(cfg: dict, d: int, k: int) -> None:
                               f"data.test_x has {len(data['test_x'])}: one label per point")
         _label_rules([f"data.test_labels[{i}]" for i in range(len(data["test_labels"]))],
                      data["test_labels"], model["loss"], None if k == 1 else k)
+        cw, classes = data["class_weights"], [-1, 1] if k == 1 else list(range(k))
+        if cw and len(cw) == len(classes):
+            weighted = {c for c, v in zip(classes, cw) if _is_number(v) and v > 0}
+            if not weighted & set(data["test_labels"]):
+                raise ConfigError(f"data.test_labels = {data['test_labels']!r}: under "
+                                  f"data.class_weights = {cw!r} no test point carries weight; "
+                                  "list test points of a class of positive weight")
 
 
 def _point_count(data: dict) -> tuple[int, str]:

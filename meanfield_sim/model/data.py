@@ -106,8 +106,11 @@ def build_test_set(cfg: dict) -> Dataset | None:
     weights = np.ones(label.shape[0])
     if data["class_weights"]:
         weights = _reweight_classes(weights, label, class_labels, data["class_weights"])
-    total = weights.sum()
-    weights = weights / total if total > 0 else weights
+    if not weights.sum() > 0:
+        raise ConfigError(f"data.random_labels = true: the random test labels all fell in "
+                          f"classes of weight 0 under data.class_weights = "
+                          f"{data['class_weights']!r}; use more test points")
+    weights = weights / weights.sum()
     return Dataset(x=np.ascontiguousarray(x, dtype=np.float64), label=label, weight=weights,
                    class_labels=class_labels)
 
