@@ -186,13 +186,9 @@ def three_neuron_gap_figure(runs: list, path: str | Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     limits = []
     for ds in runs:
-        x, p = ds.x.values[:, 0], ds.weight.values
-        h = ds.outputs.isel(replica=0, output=0)
-        gap = (h.isel(sample=int(np.flatnonzero(x == 1)[0]))
-               - h.isel(sample=int(np.flatnonzero(x == -1)[0])))
-        limit = float(np.log(p[x == 1][0] / (2 * p[x == -1][0])))
+        gap, limit = q.three_neuron_gap(ds)
         limits.append(limit)
-        label = f"p = ({', '.join(f'{v:.3g}' for v in p)})"
+        label = f"p = ({', '.join(f'{v:.3g}' for v in ds.weight.values)})"
         left.scatter([limit], [float(gap[-1])], s=50, label=label, zorder=3)
         later = gap.isel(time=np.flatnonzero(gap.time.values > 0))
         right.plot(later.time, np.maximum(np.abs(later - limit), FLOOR), label=label)

@@ -23,6 +23,8 @@ import tomllib
 import numpy as np
 import xarray as xr
 
+from meanfield_sim.theory import three_neuron_limit
+
 from . import collapse, maxmargin
 from .features import hidden_features
 
@@ -189,3 +191,12 @@ def summary(ds: xr.Dataset) -> dict:
         out[name] = {"final": float(q.isel(time=-1).median()),
                      "trend": float(trend(q).median()) if ds.sizes["time"] > 2 else math.nan}
     return out
+
+
+def three_neuron_gap(ds: xr.Dataset) -> tuple:
+    """Section 5.2 (Lemma 18): h(1) - h(-1) of replica 0 over time, and its predicted limit
+    log(p3 / (2 p1)) from the run's weights p1 (at x = -1) and p3 (at x = 1)."""
+    x, p = ds.x.values[:, 0], ds.weight.values
+    minus, plus = int(np.flatnonzero(x == -1)[0]), int(np.flatnonzero(x == 1)[0])
+    h = ds.outputs.isel(replica=0, output=0)
+    return h.isel(sample=plus) - h.isel(sample=minus), three_neuron_limit(p[minus], p[plus])

@@ -44,16 +44,11 @@ def point_margins(outputs: np.ndarray, label: np.ndarray) -> np.ndarray:
     return own - other.max(axis=2)
 
 
-def margins(outputs: np.ndarray, label: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """(R,) smallest margin over the points of positive weight (see :func:`point_margins`)."""
-    keep = weight > 0
-    return point_margins(outputs[:, keep, :], label[keep]).min(axis=1)
-
-
-def classification_error(outputs: np.ndarray, label: np.ndarray,
-                         weight: np.ndarray) -> np.ndarray:
-    """(R,) weighted error sum_j p_j [margin_j <= 0]: a tie counts as an error."""
-    return ((point_margins(outputs, label) <= 0) * weight[None, :]).sum(axis=1)
+def margin_and_error(outputs: np.ndarray, label: np.ndarray, weight: np.ndarray) -> tuple:
+    """(R,) smallest margin over the points of positive weight, and (R,) weighted error
+    sum_j p_j [margin_j <= 0] (a tie counts as an error), from one :func:`point_margins`."""
+    point = point_margins(outputs, label)
+    return point[:, weight > 0].min(axis=1), ((point <= 0) * weight[None, :]).sum(axis=1)
 
 
 class NonFiniteError(RuntimeError):
@@ -127,15 +122,14 @@ class Recorder:
         ev = flow.evaluate(theta)
         obs = {"risk": ev.risk.copy(), "log_risk": ev.log_risk.copy(),
                "outputs": ev.outputs.copy(),
-               "margin": margins(ev.outputs, flow.data.label, flow.data.weight),
-               "error": classification_error(ev.outputs, flow.data.label, flow.data.weight),
                **flow.scalars(theta)}
+        obs["margin"], obs["error"] = margin_and_error(ev.outputs, flow.data.label,
+                                                       flow.data.weight)
         if self.test is not None:
-            test = self.test
-            outputs, risk = flow.evaluate_on(theta, test)
-            obs.update(test_risk=risk, test_outputs=outputs,
-                       test_margin=margins(outputs, test.label, test.weight),
-                       test_error=classification_error(outputs, test.label, test.weight))
+            outputs, risk = flow.evaluate_on(theta, self.test)
+            obs.update(test_risk=risk, test_outputs=outputs)
+            obs["test_margin"], obs["test_error"] = margin_and_error(outputs, self.test.label,
+                                                                     self.test.weight)
         if self.grid is not None:
             obs["grid_outputs"] = flow.outputs_at(theta, self.grid)
         out = {"time": t, "step": step, "grad_evals": flow.grad_evals, "observables": obs}

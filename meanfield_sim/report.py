@@ -22,7 +22,6 @@ from .analysis import collapse, maxmargin
 from .analysis import quantities as q
 from .analysis.dataset import open_run
 from .analysis.figures import plot_run, three_neuron_gap_figure
-from .theory import three_neuron_limit
 
 
 @dataclass
@@ -115,10 +114,9 @@ def _lemma16(ds, quick):
 
 
 def _lemma18(ds, quick):
-    h = ds.outputs.isel(replica=0, output=0)
     p = ds.weight.values
-    limit = three_neuron_limit(p[0], p[2])
-    gap = float(h.isel(time=-1, sample=2) - h.isel(time=-1, sample=0))
+    gaps, limit = q.three_neuron_gap(ds)
+    gap = float(gaps[-1])
     t = float(ds.time[-1])
     moved = float(np.abs(ds.w - ds.w.isel(time=0)).max() + np.abs(ds.b - ds.b.isel(time=0)).max())
     statement = ("h(1) - h(-1) -> 0 iff p3 = 2 p1" + (" (here it does)" if limit == 0 else
