@@ -13,12 +13,20 @@ How a run can end, and what it leaves:
   where the file can still be written; the error is raised;
 - SIGKILL or a crash: ``OUT.part`` with status 'running' and every committed record intact.
 
+Checkpoints (``io.checkpoint``): every ``run.checkpoint_seconds`` of wall time, and on every stop
+signal, the integrator's state is written to ``OUT.ckpt`` between two steps, after the buffered
+records are committed. ``run(..., resume=True)`` continues ``OUT.part`` from it: the file is
+truncated back to the checkpoint's records and the integration goes on from its state, so a
+resumed run loses only the work since its last checkpoint and ends with the file an
+uninterrupted run writes. Without a usable checkpoint it starts again from t = 0.
+
 Every exception raised after the flow was built carries ``run_file`` (the partial file, or None
 if none was created), ``run_status`` (the status written, or None if it could not be) and
 ``run_records`` (records committed); :func:`what_was_left` says it in words.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -33,8 +41,10 @@ from .flows import build_flow
 from .model.data import build_test_set
 from .integrate import make_integrator
 from .integrate.stepper import IntegratorState
-from .io.h5file import (STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED, RunFile,
-                        series_bytes)
+from .io.checkpoint import (Checkpoint, CheckpointError, checkpoint_path, read_checkpoint,
+                            remove_checkpoint, write_checkpoint)
+from .io.h5file import (STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED, ResumeError, RunFile,
+                        open_run_file, series_bytes, text_of)
 from .io.publish import Destination, OutputError, OutputExists
 from .recorder import Recorder, check_finite, evaluation_grid, record_times
 from .signals import Interrupted, StopSignals, signals_blocked
@@ -59,33 +69,126 @@ class RunResult:
     risk: np.ndarray
     margin: np.ndarray
     n_records: int
+    resumed_from: float | None = None  # t of the checkpoint this run continued from
+    already_complete: bool = False     # resume found the complete file and did nothing
+    checkpoints: int = 0               # checkpoints written by this call
+    checkpoint_seconds: float = 0.0    # wall time they took
+    resume_note: str = ""              # why a resumed run had to start again from t = 0
 
 
 def run(cfg: dict, out_path: str | Path, progress: Callable | None = None,
-        force: bool = False, stop: StopSignals | None = None) -> RunResult:
+        force: bool = False, stop: StopSignals | None = None,
+        resume: bool = False) -> RunResult:
     """Integrate the run described by ``cfg`` (resolved) and write it to ``out_path``.
 
     ``progress(t, t_end, risk)`` is called after every record; ``force`` allows replacing an
-    existing ``out_path`` (which stays until the new file is complete). Stop signals are
-    caught from the call on, or from earlier by a caller's active ``stop``."""
+    existing ``out_path`` (which stays until the new file is complete). ``resume`` continues an
+    interrupted run of the same config from its checkpoint (see :func:`resume_plan`). Stop
+    signals are caught from the call on, or from earlier by a caller's active ``stop``."""
+    if resume and force:
+        raise ValueError("resume and force exclude each other")
     destination = Destination(out_path, force)
+    plan = resume_plan(cfg, destination) if resume else Plan("start", None, "")
+    if plan.action == "complete":
+        return completed_result(destination.final)
     destination.check()
     if stop is not None:
-        return _Run(cfg, destination, stop, progress).execute()
+        return _Run(cfg, destination, stop, progress, plan).execute()
     with StopSignals() as stop:
-        return _Run(cfg, destination, stop, progress).execute()
+        return _Run(cfg, destination, stop, progress, plan).execute()
+
+
+@dataclass
+class Plan:
+    """What a (resumed) run does at its output: 'start' from t = 0, 'resume' from
+    ``checkpoint``, or nothing ('complete'); ``why`` says why it cannot resume."""
+    action: str
+    checkpoint: Checkpoint | None
+    why: str
+
+
+class ForeignOutput(OutputExists):
+    """The output holds another run's file (another config), or one that cannot be read."""
+
+
+def resume_plan(cfg: dict, destination: Destination) -> Plan:
+    """Decide how ``run(resume=True)`` proceeds at ``destination``, reading files only.
+
+    A complete ``OUT`` of the same config: nothing to do. ``OUT`` of another config, or an
+    ``OUT.part`` that is not this config's or is unreadable: :class:`ForeignOutput`, and nothing
+    is overwritten. An ``OUT.part`` of this config with a checkpoint that belongs to it (same
+    run_id, same key, no more records than the file holds): resume from it. Otherwise: start
+    again from t = 0 (an ``OUT.part`` of this config is replaced)."""
+    key = config_mod.config_key(cfg)
+    final, partial = destination.final, destination.partial
+    if final.exists():
+        found = file_key(final)
+        if found != key:
+            raise ForeignOutput(f"{final} exists and holds {_whose(found)}, not this run "
+                                f"(config key {key}); it is left alone: choose another output "
+                                "or remove it")
+        return Plan("complete", None, "")
+    if not partial.exists():
+        return Plan("start", None, "")
+    found = file_key(partial)
+    if found != key:
+        raise ForeignOutput(f"{partial} holds {_whose(found)}, not this run (config key {key}); "
+                            "it is left alone: choose another output or remove it")
+    try:
+        ckpt = read_checkpoint(checkpoint_path(final))
+    except CheckpointError as exc:
+        return Plan("start", None, str(exc))
+    with open_run_file(partial) as f:
+        run_id, held = text_of(f.attrs.get("run_id", "")), int(f.attrs["n_records"])
+    if ckpt.key != key or ckpt.run_id != run_id or ckpt.n_records > held:
+        return Plan("start", None, f"{checkpoint_path(final).name} belongs to an earlier "
+                    f"attempt (run {ckpt.run_id}, {ckpt.n_records} records; the file is run "
+                    f"{run_id} with {held})")
+    return Plan("resume", ckpt, "")
+
+
+def file_key(path: Path) -> str | None:
+    """The config key of the run that wrote ``path`` (from its stored config), or None if the
+    file is unreadable or not a run file."""
+    try:
+        with open_run_file(path) as f:
+            text = f["parameters/config"][()]
+        return config_mod.config_key(config_mod.loads(text.decode() if isinstance(text, bytes)
+                                                      else text))
+    except Exception:  # noqa: BLE001 - any unreadable file is foreign
+        return None
+
+
+def _whose(key: str | None) -> str:
+    return "an unreadable or non-run file" if key is None else f"a run of config key {key}"
+
+
+def completed_result(path: Path) -> RunResult:
+    """The RunResult of a complete file (what resume returns when there is nothing to do)."""
+    with open_run_file(path) as f:
+        a, n = f.attrs, int(f.attrs["n_records"])
+        obs = f["observables"]
+        return RunResult(path, STATUS_COMPLETE, float(a["t_reached"]), int(a["steps"]),
+                         int(a["grad_evals"]), float(a["wall_seconds"]),
+                         float(a["compile_seconds"]), obs["risk"][n - 1], obs["margin"][n - 1],
+                         n, already_complete=True)
 
 
 class _Run:
     """The state of one run while it goes: flow, integrator, file, clocks."""
 
-    def __init__(self, cfg, destination: Destination, stop: StopSignals, progress):
+    def __init__(self, cfg, destination: Destination, stop: StopSignals, progress, plan: Plan):
         self.cfg, self.destination, self.stop, self.progress = cfg, destination, stop, progress
+        self.plan = plan
         self.start = time.perf_counter()
         self.out: RunFile | None = None
         self.state: IntegratorState | None = None
         self.compile_seconds = 0.0
-        self._next_beat = 0.0
+        self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
+        self._next_beat = self._next_checkpoint = 0.0
+        self.checkpoint_file = checkpoint_path(destination.final)
+        self.checkpoint_t: float | None = None  # time of the last checkpoint written
+        self.checkpoints, self.checkpoint_seconds = 0, 0.0
 
     def execute(self) -> RunResult:
         cfg = self.cfg
@@ -107,7 +210,10 @@ class _Run:
                             build_test_set(cfg))
         try:
             self.stop.check()
-            self._open(recorder.layouts(), len(times))
+            if self.plan.action == "resume" and self._reopen(recorder.layouts(), len(times)):
+                self._restore(self.plan.checkpoint)
+            else:
+                self._open(recorder.layouts(), len(times))
         except BaseException as exc:
             exc.run_file, exc.run_status, exc.run_records = None, None, 0
             raise
@@ -115,19 +221,22 @@ class _Run:
         return self._complete(frame)
 
     def _record(self, integrator, recorder: Recorder, times: np.ndarray) -> dict:
-        """Step onto every record time and commit its frame; returns the last frame. Any way
-        out other than the end marks the file (``_end``) and raises."""
+        """Step onto every record time not yet committed and commit its frame; returns the last
+        frame. Any way out other than the end marks the file (``_end``) and raises."""
         cfg, frame = self.cfg, None
         try:
-            for t_rec in times:
-                integrator.advance(self.state, t_rec)
+            for index in range(self.out.n_records, len(times)):
+                integrator.advance(self.state, times[index])
                 frame = recorder.frame(self.state.theta, self.state.t, self.state.step)
                 check_finite(frame)
                 self._write(self.out.append, frame, self.totals())
-                self.stop.check()
+                if index + 1 < len(times):  # with every record written, the run completes
+                    self._safe_point(self.state)
                 if self.progress is not None:
                     self.progress(self.state.t, cfg["run"]["t_end"],
                                   frame["observables"]["risk"])
+            if frame is None:  # resumed with every record committed: the last one, from the file
+                frame = {"observables": self.out.last_observables()}
         except (Interrupted, KeyboardInterrupt) as exc:
             self._end(exc, STATUS_INTERRUPTED, str(exc) or "interrupted by KeyboardInterrupt")
             raise
@@ -172,10 +281,15 @@ class _Run:
                     raise self._unfinished(exc, "closing it", STATUS_COMPLETE) from None
         finally:
             self.destination.release()
+        remove_checkpoint(self.checkpoint_file)
+        ckpt = self.plan.checkpoint if self.plan.action == "resume" else None
         return RunResult(self.destination.final, STATUS_COMPLETE, self.state.t, self.state.step,
-                         self.flow.grad_evals, time.perf_counter() - self.start,
+                         self.flow.grad_evals, self.totals()["wall_seconds"],
                          self.compile_seconds, frame["observables"]["risk"],
-                         frame["observables"]["margin"], self.out.n_records)
+                         frame["observables"]["margin"], self.out.n_records,
+                         resumed_from=ckpt.t if ckpt is not None else None,
+                         checkpoints=self.checkpoints,
+                         checkpoint_seconds=self.checkpoint_seconds, resume_note=self.plan.why)
 
     def _unfinished(self, exc: OSError, what: str, status: str | None) -> OutputError:
         """The error for a failed last step of a complete run; the file is closed as it is."""
@@ -214,19 +328,86 @@ class _Run:
             dest.discard()
             dest.release()
             raise OutputError(f"cannot create {dest.partial}: {_reason(exc)}") from None
-        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        remove_checkpoint(self.checkpoint_file)  # an earlier attempt's: not this file's
+        self._start_clocks()
+
+    def _reopen(self, layouts: dict, n_frames: int) -> bool:
+        """Lock ``OUT.part`` and continue it from the checkpoint's records; False (after
+        releasing it) where the file cannot be continued in place, so the run starts over."""
+        dest, ckpt = self.destination, self.plan.checkpoint
+        dest.claim_partial()
+        try:
+            self.out = RunFile.reopen(dest.partial, layouts, n_frames, ckpt.n_records,
+                                      flush_every=self.cfg["record"]["flush_every"])
+        except ResumeError as exc:
+            dest.release()
+            self.plan = Plan("start", None, f"{dest.partial} cannot be continued: {exc}")
+            return False
+        except OSError as exc:
+            dest.release()
+            raise OutputError(f"cannot reopen {dest.partial}: {_reason(exc)}") from None
+        if self.out.run_id != ckpt.run_id:  # replaced since resume_plan read it
+            self.out.abandon()
+            dest.release()
+            self.plan = Plan("start", None, f"{dest.partial} was replaced meanwhile")
+            return False
+        self._start_clocks()
+        return True
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        """Put the integration where the checkpoint left it."""
+        s = self.state
+        s.theta = ckpt.theta.astype(s.theta.dtype, copy=False)
+        s.t, s.step, s.dt, s.rejected, s.err_prev = (ckpt.t, ckpt.step, ckpt.dt, ckpt.rejected,
+                                                     ckpt.err_prev)
+        s.k_first, s.moments = ckpt.k_first, dict(ckpt.moments)
+        self.flow.grad_evals = ckpt.grad_evals
+        self.wall_before = ckpt.wall_seconds
+        self.checkpoint_t = ckpt.t
+
+    def _start_clocks(self) -> None:
+        now = time.monotonic()
+        self._next_beat = now + HEARTBEAT_SECONDS
+        interval = self.cfg["run"]["checkpoint_seconds"]
+        self._next_checkpoint = now + interval if interval > 0 else math.inf
 
     def totals(self, state: IntegratorState | None = None) -> dict:
         state = state or self.state
         return {"t_reached": state.t, "steps": state.step, "grad_evals": self.flow.grad_evals,
-                "wall_seconds": time.perf_counter() - self.start,
+                "wall_seconds": self.wall_before + time.perf_counter() - self.start,
                 "compile_seconds": self.compile_seconds}
 
     def _between_steps(self, state: IntegratorState) -> None:
-        self.stop.check()
+        self._safe_point(state)
         if self.out is not None and time.monotonic() >= self._next_beat:
             self._write(self.out.heartbeat, self.totals(state))
             self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+
+    def _safe_point(self, state: IntegratorState) -> None:
+        """Between two steps: checkpoint when one is due or a stop signal arrived, then stop
+        if one did."""
+        if self.out is not None and (self.stop.received is not None
+                                     or time.monotonic() >= self._next_checkpoint):
+            self._checkpoint(state)
+        self.stop.check()
+
+    def _checkpoint(self, state: IntegratorState) -> None:
+        """Commit the buffered records, then write the state that continues from them."""
+        began = time.perf_counter()
+        self._write(self.out.flush, self.totals(state))
+        ckpt = Checkpoint(config_mod.config_key(self.cfg), self.out.run_id, self.out.n_records,
+                          state.theta, state.t, state.step, state.dt, state.rejected,
+                          state.err_prev, self.flow.grad_evals, self.totals(state)["wall_seconds"],
+                          state.k_first, state.moments)
+        try:
+            write_checkpoint(self.checkpoint_file, ckpt)
+        except OSError as exc:
+            raise WriteError(f"writing {self.checkpoint_file} failed: {_reason(exc)}") from None
+        self.checkpoint_t = state.t
+        self.checkpoints += 1
+        self.checkpoint_seconds += time.perf_counter() - began
+        interval = self.cfg["run"]["checkpoint_seconds"]
+        self._next_checkpoint = time.monotonic() + interval if interval > 0 else math.inf
 
     def _end(self, exc: BaseException, status: str, message: str) -> None:
         """Mark the file with ``status`` and close it; if even that fails, leave it as the last
@@ -249,18 +430,26 @@ class _Run:
     def _mark(self, exc: BaseException, path: Path, status: str | None) -> None:
         exc.run_file, exc.run_status = path, status
         exc.run_records = self.out.n_records if self.out is not None else 0
+        exc.run_checkpoint = (self.checkpoint_file, self.checkpoint_t) \
+            if self.checkpoint_t is not None and status != STATUS_COMPLETE else None
 
 
 def what_was_left(exc: BaseException) -> str:
     """What an exception from :func:`run` left on disk, in words."""
     path, status = getattr(exc, "run_file", None), getattr(exc, "run_status", None)
     records = getattr(exc, "run_records", 0)
+    checkpoint = getattr(exc, "run_checkpoint", None)
     if path is None:
         return "no output file was written"
     if status is None:
-        return (f"{path} holds its first {records} records intact but could not be marked "
+        left = (f"{path} holds its first {records} records intact but could not be marked "
                 "(its status still says 'running')")
-    return f"{path} holds {records} records, marked {status!r}"
+    else:
+        left = f"{path} holds {records} records, marked {status!r}"
+    if checkpoint is not None:
+        left += (f"; checkpoint at t = {checkpoint[1]:.6g} in {checkpoint[0].name}: continue "
+                 "with --resume")
+    return left
 
 
 def _reason(exc: OSError) -> str:

@@ -6,9 +6,16 @@ in ...") and the run goes on; inside a write it leaves the file half-updated. He
 only note the signal. The integrators and the record loop call :meth:`StopSignals.check` between
 accepted steps and records, which raises :class:`Interrupted` there, where nothing is half done.
 
-Exit codes follow the shell's convention for a process ended by signal N: 128 + N (130 for
-SIGINT, 143 for SIGTERM, 129 for SIGHUP), so a batch system sees the same code whether the
-run stopped itself cleanly or was killed.
+A run stopped by a signal writes a checkpoint first (``runner``), so every stop is resumable.
+Exit codes (:data:`EXIT_DONE`, :data:`EXIT_FAILED`, :data:`EXIT_REQUEUE`, 128 + N) say why:
+
+- SIGUSR1 is the batch system's warning ahead of a time limit (``sbatch --signal=USR1@T``):
+  checkpointed, please requeue: exit 75 (``EX_TEMPFAIL``), which the job script turns into
+  ``scontrol requeue``;
+- SIGINT, SIGTERM, SIGHUP (Ctrl-C, ``scancel``, ``kill``, a hang-up) end the run on purpose:
+  the shell's convention for a process ended by signal N, 128 + N (130, 143, 129), so a batch
+  system sees the same code whether the run stopped itself cleanly or was killed. Resume with
+  ``run --resume`` when wanted; nothing requeues it by itself.
 """
 from __future__ import annotations
 
@@ -16,7 +23,12 @@ import contextlib
 import signal
 import threading
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+REQUEUE_SIGNALS = (signal.SIGUSR1,)
+
+EXIT_DONE = 0      # complete (or already complete)
+EXIT_FAILED = 1    # failed: an error, bad input, a foreign output
+EXIT_REQUEUE = 75  # checkpointed ahead of a time limit: requeue and resume (EX_TEMPFAIL)
 
 
 class Interrupted(Exception):
@@ -31,12 +43,17 @@ class Interrupted(Exception):
         return signal.Signals(self.signum).name
 
     @property
+    def requeue(self) -> bool:
+        """Whether the signal asks for the run to be requeued (not ended for good)."""
+        return self.signum in REQUEUE_SIGNALS
+
+    @property
     def exit_code(self) -> int:
-        return 128 + self.signum
+        return EXIT_REQUEUE if self.requeue else 128 + self.signum
 
 
 class StopSignals:
-    """Context manager: while active, SIGINT, SIGTERM and SIGHUP only set :attr:`received`.
+    """Context manager: while active, the :data:`STOP_SIGNALS` only set :attr:`received`.
 
     On exit the previous handlers are put back with the signals blocked, so that a second signal
     arriving meanwhile is delivered afterwards to the previous handler rather than lost or taken

@@ -16,6 +16,7 @@ from meanfield_sim.cli import main
 
 sys.path.insert(0, os.path.dirname(__file__))
 import io_helpers as io  # noqa: E402
+from meanfield_sim.io.h5file import text_of
 
 
 def invoke(*args: str):
@@ -178,8 +179,8 @@ def test_failing_run_exits_nonzero_and_marks_the_file(cfg_path, tmp_path):
     assert "wrote" not in result.output
     assert not out.exists()  # the final name is only ever a complete file
     with h5py.File(str(out) + ".part", "r") as f:
-        assert f.attrs["status"] == "failed"
-        assert "max_steps = 3" in f.attrs["message"]
+        assert text_of(f.attrs["status"]) == "failed"
+        assert "max_steps = 3" in text_of(f.attrs["message"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import crash_helpers as ch  # noqa: E402
 import io_helpers as io  # noqa: E402
+from meanfield_sim.io.h5file import text_of
 
 TRIALS = 20
 RNG_SEED = 20261202  # the delays; the machine's timing adds its own randomness
@@ -95,10 +96,10 @@ def test_sigterm_and_sigint_at_random_moments_end_interrupted(heavy):
                 "stderr"], r["stderr"]
             assert "Traceback" not in r["stderr"] and "Exception ignored" not in r["stderr"]
             assert r["path"] == ch.partial(r["out"]) and not r["out"].exists()
-            with h5py.File(r["path"], "r") as f:  # a closed file: plain strings, HDF5 locks
-                assert f.attrs["status"] == "interrupted"
-                assert f.attrs["message"] == f"interrupted by {name}"
-                assert f.attrs["finished"] != ""
+            with h5py.File(r["path"], "r") as f:  # closed, resumable: fixed-length text stays
+                assert text_of(f.attrs["status"]) == "interrupted"
+                assert text_of(f.attrs["message"]) == f"interrupted by {name}"
+                assert text_of(f.attrs["finished"]) != ""
                 assert 0 < int(f.attrs["n_records"]) < 1201
             assert ch.problems_against(r["path"], heavy["reference"]) == []
     finally:
@@ -230,7 +231,8 @@ def test_a_second_run_on_a_busy_output_is_refused(heavy, tmp_path):
         io.stop(first)
     assert rc == 143, err
     with h5py.File(ch.partial(out), "r") as f:
-        assert f.attrs["status"] == "interrupted" and f.attrs["seed"] == 1  # the first run's
+        # the first run's
+        assert text_of(f.attrs["status"]) == "interrupted" and f.attrs["seed"] == 1
         n = int(f.attrs["n_records"])
         assert n >= 1 and np.isfinite(f["observables/risk"][:n]).all()
     tiny = io.write_config(tmp_path)
@@ -278,7 +280,7 @@ def test_force_keeps_the_old_result_until_the_new_one_is_complete(heavy, tmp_pat
     assert rc == 143, err
     assert out.read_bytes() == before  # an interrupted --force run replaces nothing
     with h5py.File(ch.partial(out), "r") as f:
-        assert f.attrs["status"] == "interrupted"
+        assert text_of(f.attrs["status"]) == "interrupted"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +379,7 @@ def test_a_write_error_during_the_run_marks_the_file_failed(heavy, tmp_path):
     assert "writing" in err and "failed" in err and "File too large" in err, err
     assert "Traceback" not in err and "marked 'failed'" in err
     with h5py.File(ch.partial(out), "r", locking=False) as f:
-        assert f.attrs["status"] == "failed"
-        assert "File too large" in f.attrs["message"]
+        assert text_of(f.attrs["status"]) == "failed"
+        assert "File too large" in text_of(f.attrs["message"])
     assert [p.split(":")[0] for p in ch.problems_against(ch.partial(out),
                                                          heavy["reference"])] in ([], ["tail"])

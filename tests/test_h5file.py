@@ -22,6 +22,7 @@ from meanfield_sim.signals import Interrupted
 
 sys.path.insert(0, os.path.dirname(__file__))
 import io_helpers as io  # noqa: E402
+from meanfield_sim.io.h5file import text_of
 
 SERIES = ("risk", "log_risk", "margin", "error", "path_norm", "euclidean_norm")
 
@@ -231,11 +232,11 @@ def test_failed_run_is_marked_failed(tmp_path):
     assert not path.exists()  # only a complete file gets the final name
     assert caught.value.run_file == partial_path(path) and caught.value.run_status == "failed"
     with h5py.File(partial_path(path), "r") as f:
-        assert f.attrs["status"] == "failed"
-        message = f.attrs["message"]
+        assert text_of(f.attrs["status"]) == "failed"
+        message = text_of(f.attrs["message"])
         assert message.startswith("IntegrationError") and "max_steps = 3" in message
         assert int(f.attrs["steps"]) == 3
-        assert f.attrs["finished"] != ""
+        assert text_of(f.attrs["finished"]) != ""
         n = int(f.attrs["n_records"])
         # records at t = 0 and t = 0.1 (two Heun steps of 0.05); the third step never reaches
         # the next record time
@@ -258,8 +259,8 @@ def test_keyboard_interrupt_marks_interrupted_and_keeps_buffered_records(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         runner.run(cfg, path, progress=progress)
     with h5py.File(partial_path(path), "r") as f:
-        assert f.attrs["status"] == "interrupted"
-        assert f.attrs["message"] == "interrupted by KeyboardInterrupt"
+        assert text_of(f.attrs["status"]) == "interrupted"
+        assert text_of(f.attrs["message"]) == "interrupted by KeyboardInterrupt"
         n = int(f.attrs["n_records"])
         assert n == 2  # with flush_every = 3 the second record was still buffered: close wrote it
         np.testing.assert_array_equal(f["observables/time"][:n], seen)
@@ -292,6 +293,6 @@ def test_sigterm_in_process_marks_interrupted_and_restores_handler(tmp_path):
         signal.signal(signal.SIGTERM, previous)
     assert caught.value.exit_code == 143 and caught.value.run_status == "interrupted"
     with h5py.File(partial_path(path), "r") as f:
-        assert f.attrs["status"] == "interrupted"
-        assert f.attrs["message"] == "interrupted by SIGTERM"
+        assert text_of(f.attrs["status"]) == "interrupted"
+        assert text_of(f.attrs["message"]) == "interrupted by SIGTERM"
         assert int(f.attrs["n_records"]) == 2

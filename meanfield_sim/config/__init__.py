@@ -10,6 +10,7 @@ output file, so that a file alone reproduces its run.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import tomllib
 from pathlib import Path
@@ -20,8 +21,8 @@ from .schema import (ACTIVATIONS, BINARY_LOSSES, GROUPS, LOSSES, METHODS, MODEL_
 
 __all__ = ["ACTIVATIONS", "BINARY_LOSSES", "GROUPS", "LOSSES", "METHODS", "MODEL_KINDS", "SCHEMA",
            "ConfigError",
-           "Key", "apply_override", "apply_sections", "load", "loads", "read",
-           "reference_markdown", "resolve", "to_toml"]
+           "Key", "apply_override", "apply_sections", "config_key", "load", "loads", "read",
+           "reference_markdown", "resolve", "to_toml", "toml_value"]
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
@@ -93,6 +94,9 @@ def resolve(raw: dict) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError("config must be a TOML table")
     unknown = sorted(set(raw) - set(SCHEMA))
+    if "sweep" in unknown:
+        raise ConfigError("this config has a [sweep] table: run its tasks with `meanfield-sim "
+                          "sweep` (or `sweep --index I` for one)")
     if unknown:
         raise ConfigError(f"unknown config section [{unknown[0]}]; allowed sections: "
                           f"{', '.join(sorted(SCHEMA))}")
@@ -135,6 +139,19 @@ def _check_key(dotted: str, key: Key, value):
     return copy.deepcopy(value)
 
 
+OPERATIONAL_KEYS = (("run", "threads"), ("run", "checkpoint_seconds"), ("record", "flush_every"))
+"""Keys that change how a run is carried out but not one number it computes."""
+
+
+def config_key(cfg: dict) -> str:
+    """A short stable hash of what a resolved config computes (its TOML without the
+    :data:`OPERATIONAL_KEYS`): equal keys, equal trajectories. It names sweep tasks and ties
+    files and checkpoints to their run."""
+    kept = {section: {k: v for k, v in values.items() if (section, k) not in OPERATIONAL_KEYS}
+            for section, values in cfg.items()}
+    return hashlib.sha256(to_toml(kept).encode()).hexdigest()[:16]
+
+
 def to_toml(cfg: dict) -> str:
     """Serialise a resolved config (without ``derived``) as TOML; ``loads`` of it gives it back."""
     lines = []
@@ -143,12 +160,12 @@ def to_toml(cfg: dict) -> str:
             continue
         lines.append(f"[{section}]")
         for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{key} = {toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -160,9 +177,9 @@ def _toml_value(v) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
@@ -174,7 +191,7 @@ def reference_markdown() -> str:
     for section, keys in SCHEMA.items():
         lines += [f"## [{section}]", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for name, key in keys.items():
-            default = "required" if key.default is REQUIRED else f"`{_toml_value(key.default)}`"
+            default = "required" if key.default is REQUIRED else f"`{toml_value(key.default)}`"
             meaning = key.doc + (f"; one of {', '.join(key.choices)}" if key.choices else "")
             lines.append(f"| `{name}` | {_type_names(key.types)} | {default} | {meaning} |")
         lines.append("")

@@ -107,6 +107,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "backend": Key((str,), "cpu", "kernel implementation", choices=("cpu",)),
         "threads": Key((int,), 0, "most threads the kernels use; 0 = all Numba has (small "
                        "problems use fewer: see kernels.choose_threads)", _nonneg),
+        "checkpoint_seconds": Key(_NUM, 600.0, "wall-clock seconds between checkpoints "
+                                  "(OUT.ckpt, for run --resume); a stop signal checkpoints too; "
+                                  "0 = on stop signals only", _finite_nonneg),
     },
     "model": {
         "kind": Key((str,), "network", "the flow: two-layer network, or a toy model of Section 3 "
@@ -128,7 +131,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kind": Key((str,), REQUIRED, "how the points are made; 'classes' gives labelled points "
                     "without inputs, for the toy models", choices=("explicit", "intervals",
                                                                     "gaussian_mixture", "classes")),
-        "seed": Key((int,), -1, "seed for random data; -1 uses run.seed", _int_at_least(-1)),
+        "seed": Key((int,), 0, "seed for random data (random placement, gaussian_mixture, "
+                    "random_labels), independent of run.seed so that seed sweeps keep the data; "
+                    "-1 ties it to run.seed", _int_at_least(-1)),
         # explicit
         "x": Key((list,), [], "explicit points: list of numbers (d = 1) or of d-vectors"),
         "labels": Key((list,), [], "explicit labels: +-1 (binary losses) or 0..k-1 (softmax_ce)"),

@@ -17,7 +17,7 @@ from ..model.data import Dataset
 from ..model.network import NetworkSpec
 from .base import Evaluation, Series, GroupLayout
 
-PARTICLE_SUBSAMPLE_STREAM = 0x5A3B
+PARTICLE_SUBSAMPLE_STREAM = (0x5A3B, 0)  # two entries: never a replica's key (r,)
 
 
 class ParticleFlow:
@@ -131,7 +131,7 @@ class ParticleFlow:
             ids = np.arange(m)
         else:
             rng = np.random.default_rng(np.random.SeedSequence(
-                cfg["run"]["seed"], spawn_key=(PARTICLE_SUBSAMPLE_STREAM,)))
+                cfg["run"]["seed"], spawn_key=PARTICLE_SUBSAMPLE_STREAM))
             ids = np.sort(rng.choice(m, size=rec["particle_count"], replace=False))
         self._snapshot_ids = ids
         s = self.spec

@@ -6,8 +6,9 @@ conform to H5MD (no element/value/step/time subgroups), so it does not declare i
     /                      attrs: status ('running' | 'complete' | 'interrupted' | 'failed'),
                            n_records, started, finished, updated, wall_seconds
                            (compile_seconds of it spent compiling or loading kernels), steps,
-                           grad_evals, t_reached, message, pid, host, seed, replicas, versions
-                           of meanfield_sim / numba / numpy / h5py / python
+                           grad_evals, t_reached, message, pid, host, run_id (ties a checkpoint
+                           to this file), resumes, seed, replicas, versions of meanfield_sim /
+                           numba / numpy / h5py / python
     /parameters/config     the fully resolved config as TOML text: the file alone reproduces the run
     /data                  x (sample, input), label (sample), weight (sample)
     /observables           time (time), step, grad_evals; risk, log_risk, margin and the flow's
@@ -35,8 +36,11 @@ are written once, at creation. So at any instant, a SIGKILL included, the file o
 that is not there. A frame past ``n_records`` is NaN or belongs to a write cut short.
 
 While the run goes, its changing string attributes are fixed-length and read back as ``bytes``
-with plain h5py (``text_of`` decodes them); closing turns them into plain strings, in the last
-milliseconds before the file gets its final name. The superblock is version 0 (libver
+with plain h5py (``text_of`` decodes them). A complete file has them turned into plain strings,
+in the last milliseconds before it gets its final name; an interrupted or failed one keeps them
+fixed-length, so that a resumed run (:meth:`RunFile.reopen`) again changes only attributes that
+exist at their final size: resuming rewrites status, pid, host, the counters and ``n_records``
+(truncating the records back to the checkpoint's) in place, and nothing else. The superblock is version 0 (libver
 "earliest"): newer formats set an "open for write" flag that makes a file unreadable while it is
 written and forever after a SIGKILL.
 """
@@ -47,6 +51,7 @@ import os
 import platform
 import socket
 import time
+import uuid
 from pathlib import Path
 
 import h5py
@@ -56,8 +61,9 @@ STATUS_RUNNING, STATUS_COMPLETE = "running", "complete"
 STATUS_INTERRUPTED, STATUS_FAILED = "interrupted", "failed"
 
 # The attributes rewritten during a run, with their fixed sizes (bytes for text).
-TEXT_ATTRS = {"status": 16, "finished": 32, "updated": 32, "message": 2048}
-COUNT_ATTRS = ("n_records", "steps", "grad_evals")
+TEXT_ATTRS = {"status": 16, "finished": 32, "updated": 32, "message": 2048, "host": 256,
+              "run_id": 32}
+COUNT_ATTRS = ("n_records", "steps", "grad_evals", "resumes", "pid")
 REAL_ATTRS = ("t_reached", "wall_seconds", "compile_seconds")
 PROGRESS_ATTRS = ("steps", "grad_evals", "t_reached", "wall_seconds", "compile_seconds")
 
@@ -116,18 +122,32 @@ def _preallocated(group: h5py.Group, name: str, shape: tuple, dtype) -> h5py.Dat
     return group.create_dataset(name, shape=shape, dtype=dtype, dcpl=dcpl)
 
 
-def _create_unbuffered(path) -> h5py.h5f.FileID:
-    """Create (truncate) an HDF5 file with superblock v0, without HDF5's file lock, and without
-    the sieve buffer: HDF5 would otherwise hold small raw writes back and perform them when the
-    dataset is closed, where h5py can only print a failure ("Exception ignored in ..."), so a
-    full or failing disk would go unnoticed and records be committed that were never written.
-    Unbuffered, every write reaches the kernel within the call that makes it and fails there."""
+def _writer_access() -> h5py.h5p.PropFAID:
+    """File access for the writer: superblock v0, no HDF5 file lock, and no sieve buffer: HDF5
+    would otherwise hold small raw writes back and perform them when the dataset is closed,
+    where h5py can only print a failure ("Exception ignored in ..."), so a full or failing disk
+    would go unnoticed and records be committed that were never written. Unbuffered, every
+    write reaches the kernel within the call that makes it and fails there."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_V18)
     fapl.set_file_locking(False, True)
     fapl.set_sieve_buf_size(0)
     fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
-    return h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=fapl)
+    return fapl
+
+
+def _create_unbuffered(path) -> h5py.h5f.FileID:
+    """Create (truncate) a run file with the writer's access properties."""
+    return h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=_writer_access())
+
+
+def _open_unbuffered(path) -> h5py.h5f.FileID:
+    """Open an existing run file for writing with the writer's access properties."""
+    return h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR, fapl=_writer_access())
+
+
+class ResumeError(Exception):
+    """A partial file cannot be continued in place (the run starts again from t = 0)."""
 
 
 def _coord(group: h5py.Group, name: str, values) -> h5py.Dataset:
@@ -183,6 +203,51 @@ class RunFile:
             self.abandon()
             raise
 
+    @classmethod
+    def reopen(cls, path: str | Path, groups: dict, n_frames: int, n_records: int,
+               flush_every: int = 1) -> "RunFile":
+        """Continue writing an interrupted run's file with its first ``n_records`` records (a
+        checkpoint's): the records after them are dropped (``n_records`` is lowered; their
+        frames are overwritten as the run goes on), status 'running' again, pid and host this
+        process's. Raises :class:`ResumeError` where the file cannot be continued in place."""
+        self = cls.__new__(cls)
+        self.flush_every, self.groups, self.n_frames = flush_every, groups, n_frames
+        self._buffer = []
+        self.f = h5py.File(_open_unbuffered(path))
+        try:
+            self._check_resumable(n_frames, n_records)
+            self._datasets = {name: {var: self.f[name][var]
+                                     for var in ("time", "step", "grad_evals", *layout.variables)}
+                              for name, layout in groups.items()}
+            self.n_records = n_records
+            self.f.attrs.modify("n_records", n_records)
+            self.f.attrs.modify("resumes", int(self.f.attrs["resumes"]) + 1)
+            self.f.attrs.modify("pid", os.getpid())
+            self._set_text(status=STATUS_RUNNING, message="", finished="",
+                           host=socket.gethostname(), updated=now_iso())
+            self.f.flush()
+        except BaseException:
+            self.abandon()
+            raise
+        return self
+
+    def _check_resumable(self, n_frames: int, n_records: int) -> None:
+        attrs = self.f.attrs
+        for name in (*TEXT_ATTRS, *COUNT_ATTRS):
+            if name not in attrs:
+                raise ResumeError(f"it has no {name!r} attribute (written by an older version)")
+        for name, size in TEXT_ATTRS.items():
+            if attrs.get_id(name).dtype != np.dtype(f"S{size}"):
+                raise ResumeError("its attributes are final (it was marked complete)")
+        planned = self.f["observables/time"].shape[0]
+        if planned != n_frames or not 0 <= n_records <= int(attrs["n_records"]):
+            raise ResumeError(f"it plans {planned} records and holds {int(attrs['n_records'])}; "
+                              f"the checkpoint expects {n_frames} and {n_records}")
+
+    @property
+    def run_id(self) -> str:
+        return text_of(self.f.attrs["run_id"])
+
     def _create(self, config_toml, meta, data, replica_ids) -> None:
         f = self.f
         for name, size in TEXT_ATTRS.items():
@@ -191,9 +256,10 @@ class RunFile:
             f.attrs.create(name, 0, dtype=np.int64)
         for name in REAL_ATTRS:
             f.attrs.create(name, 0.0, dtype=np.float64)
-        self._set_text(status=STATUS_RUNNING, updated=now_iso())
-        f.attrs.update({"started": now_iso(), "pid": os.getpid(), "host": socket.gethostname(),
-                        "creator": "meanfield-sim", **versions(),
+        self._set_text(status=STATUS_RUNNING, updated=now_iso(), host=socket.gethostname(),
+                       run_id=uuid.uuid4().hex)
+        f.attrs.modify("pid", os.getpid())
+        f.attrs.update({"started": now_iso(), "creator": "meanfield-sim", **versions(),
                         **{k: v for k, v in meta.items() if k not in PROGRESS_ATTRS}})
         self._set_progress(meta)
         params = f.create_group("parameters")
@@ -271,6 +337,12 @@ class RunFile:
             self._set_progress(progress)
         self.f.flush()
 
+    def last_observables(self) -> dict:
+        """The last committed record of /observables: {variable: array}."""
+        n = self.n_records
+        return {var: self._datasets["observables"][var][n - 1]
+                for var in self.groups["observables"].variables}
+
     def heartbeat(self, progress: dict) -> None:
         """Write the progress attributes and ``updated`` without committing records."""
         self._set_progress(progress)
@@ -288,9 +360,10 @@ class RunFile:
         if progress:
             self._set_progress(progress)
         self.f.flush()
-        for name in TEXT_ATTRS:  # from here on nothing changes: plain strings for readers
-            self.f.attrs[name] = text_of(self.f.attrs[name])
-        self.f.flush()
+        if status == STATUS_COMPLETE:  # from here on nothing changes: plain strings for readers
+            for name in TEXT_ATTRS:
+                self.f.attrs[name] = text_of(self.f.attrs[name])
+            self.f.flush()
 
     def close(self) -> None:
         """Close the file (after :meth:`finish`, or as it stands)."""

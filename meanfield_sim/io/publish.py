@@ -122,6 +122,14 @@ class Destination:
             raise
         return self.creating
 
+    def claim_partial(self) -> Path:
+        """Lock the existing ``OUT.part`` to continue writing it (a resumed run); raises
+        :class:`OutputBusy` if a live run holds it."""
+        self.check()
+        self._fd = _open_locked(self.partial, lambda: self._busy(self.partial), create=False)
+        self.current = self.partial
+        return self.partial
+
     def install(self) -> None:
         """Rename the created file to ``OUT.part`` (replacing what a dead run left there)."""
         os.replace(self.creating, self.partial)
@@ -171,16 +179,20 @@ class Destination:
             self._fd = None
 
 
-def _open_locked(path: Path, busy, keep: bool = True) -> int | None:
-    """Open ``path`` (created if missing) and take its exclusive lock, making sure the name still
-    points to the locked file (it may have been renamed away between open and lock). Raises
-    ``busy()`` if a live process holds it; with ``keep=False`` the lock is only tested."""
+def _open_locked(path: Path, busy, keep: bool = True, create: bool = True) -> int | None:
+    """Open ``path`` (created if missing, unless ``create`` is False) and take its exclusive
+    lock, making sure the name still points to the locked file (it may have been renamed away
+    between open and lock). Raises ``busy()`` if a live process holds it; with ``keep=False``
+    the lock is only tested."""
+    create = create and keep
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if keep else 0), 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o644)
         except FileNotFoundError:
             if not keep:
                 return None  # gone meanwhile: nobody holds it
+            if not create:
+                raise OutputError(f"{path} disappeared") from None
             raise OutputError(f"cannot create {path}: folder missing") from None
         except OSError as exc:
             raise OutputError(f"cannot create {path}: {exc.strerror}") from None

@@ -1,9 +1,10 @@
 """The data distribution P = sum_j p_j delta_{x_j} with labels, built from a resolved config.
 
 Labels are +-1 for the binary losses and class indices 0..k-1 for softmax cross-entropy. The
-weights p_j are normalised to sum to 1. Random generators draw from ``data.seed`` (or, when that
-is -1, from ``run.seed``), never from a replica's stream, so all replicas of a run see the same
-data.
+weights p_j are normalised to sum to 1. Random generators draw from ``data.seed`` (default 0;
+-1 ties the data to ``run.seed``), so a sweep over ``run.seed`` changes the initialisation and
+keeps the data. Their spawn keys have two entries and so never equal a replica's key ``(r,)``:
+every replica of a run sees the same data, drawn independently of every replica's particles.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from ..config import ConfigError
 
-DATA_STREAM = 0xDA7A  # spawn key of the data stream, apart from the replicas' keys (r,)
+DATA_STREAM = (0xDA7A, 0)  # two entries: never a replica's key (r,)
 TEST_STREAM = (0xDA7A, 0x7E57)  # two entries: never a replica's key (r,) nor the data's
 
 
@@ -33,7 +34,7 @@ def build_dataset(cfg: dict) -> Dataset:
     """Make the dataset described by ``cfg['data']`` (already validated by ``config.resolve``)."""
     data = cfg["data"]
     seed = cfg["run"]["seed"] if data["seed"] < 0 else data["seed"]
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(DATA_STREAM,)))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=DATA_STREAM))
     class_labels = tuple(cfg["derived"]["class_labels"])
     weights = None
     if data["kind"] == "explicit":
