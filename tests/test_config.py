@@ -408,7 +408,7 @@ def test_resolve_is_idempotent_on_its_output():
 @pytest.mark.parametrize("value", [0.1, 1e-12, 1.0e16, 123456789.123456789, -0.0, 2.0 ** -1074,
                                    math.inf, 5e-324, 1.7976931348623157e308])
 def test_float_values_survive_the_round_trip_exactly(value):
-    text = C._toml_value(value)
+    text = C.toml_value(value)
     parsed = tomllib.loads(f"v = {text}")["v"]
     same(parsed, value)
     assert math.copysign(1.0, parsed) == math.copysign(1.0, value)
