@@ -163,3 +163,37 @@ def kill_trial(cfg_path: Path, out: Path, delay: float, sig: int = signal.SIGKIL
         io.stop(proc)
     left = next((p for p in (partial(out), out) if p.exists()), None)
     return {"rc": rc, "stderr": err, "path": left, "delay": delay}
+
+
+# attributes that differ between two runs of one config by nature (clocks, processes)
+VOLATILE_ATTRS = {"started", "finished", "updated", "wall_seconds", "compile_seconds", "pid",
+                  "host", "run_id", "resumes"}
+
+
+def file_contents(path: Path) -> dict:
+    """Every dataset, whole, and every root attribute that does not depend on the clock or the
+    process: what two runs of one config must share bit for bit."""
+    out = {}
+    with h5py.File(path, "r", locking=False) as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+        f.visititems(visit)
+        out.update({f"@{k}": text(v) if isinstance(v, (bytes, np.bytes_, str)) else v
+                    for k, v in f.attrs.items() if k not in VOLATILE_ATTRS})
+    return out
+
+
+def differences(a: dict, b: dict) -> list:
+    """Names of the entries of two :func:`file_contents` that are not bitwise equal (NaN equals
+    NaN), or that only one of them has."""
+    bad = sorted(set(a) ^ set(b))
+    for k in set(a) & set(b):
+        x, y = a[k], b[k]
+        if isinstance(x, np.ndarray) and x.dtype.kind in "fc":
+            same = x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
+        else:
+            same = np.array_equal(x, y)
+        if not same:
+            bad.append(k)
+    return sorted(bad)

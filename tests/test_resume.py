@@ -27,10 +27,9 @@ from minimal_configs import FINAL_LAYER, NETWORK  # noqa: E402
 from meanfield_sim.io.checkpoint import checkpoint_path, read_checkpoint  # noqa: E402
 from meanfield_sim.io.h5file import text_of  # noqa: E402
 
+contents, differences = ch.file_contents, ch.differences
+
 RNG_SEED = 20261203
-# attributes that differ between two runs of one config by nature (clocks, processes)
-VOLATILE_ATTRS = {"started", "finished", "updated", "wall_seconds", "compile_seconds", "pid",
-                  "host", "run_id", "resumes"}
 
 # dopri5 (FSAL, adaptive) on the Section 5.1 data, a record every few steps, flushed in
 # batches of 7 so that checkpoints must commit a partial buffer first
@@ -89,33 +88,6 @@ CASES = {"heun_every_step": HEAVY_TOML, "dopri5_batched": DOPRI_TOML, "adam": AD
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(io.cli_command(*args), capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, env=io.subprocess_env(), timeout=timeout)
-
-
-def contents(path: Path) -> dict:
-    """Every dataset (all frames, committed or not beyond n_records are compared too after a
-    complete run) and every attribute that does not depend on the clock or the process."""
-    out = {}
-    with h5py.File(path, "r", locking=False) as f:
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out[name] = obj[()]
-        f.visititems(visit)
-        out.update({f"@{k}": text_of(v) if isinstance(v, (bytes, np.bytes_, str)) else v
-                    for k, v in f.attrs.items() if k not in VOLATILE_ATTRS})
-    return out
-
-
-def differences(a: dict, b: dict) -> list:
-    bad = sorted(set(a) ^ set(b))
-    for k in set(a) & set(b):
-        x, y = a[k], b[k]
-        if isinstance(x, np.ndarray) and x.dtype.kind in "fc":
-            same = x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
-        else:
-            same = np.array_equal(x, y)
-        if not same:
-            bad.append(k)
-    return sorted(bad)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))

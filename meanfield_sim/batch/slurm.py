@@ -86,7 +86,7 @@ def write_scripts(folder: Path, config_path: Path, overrides, n_tasks: int, name
         *env,
         'echo "task $SLURM_ARRAY_TASK_ID (job $SLURM_JOB_ID, restart '
         '${SLURM_RESTART_COUNT:-0}) on $(hostname) at $(date -Is)"',
-        "srun --ntasks=1 " + shlex.join([*cli, "sweep", *select, "-q"]),
+        "srun --ntasks=1 " + shlex.join([*cli, "sweep", *select]),
         "rc=$?",
         f"if [ $rc -eq {EXIT_REQUEUE} ]; then  # checkpointed ahead of the time limit",
         '  echo "checkpointed; requeueing task $SLURM_ARRAY_TASK_ID"',

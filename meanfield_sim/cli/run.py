@@ -129,7 +129,7 @@ def run_one(cfg, out: Path, force=False, resume=False, quiet=False, stop=None,
 
 
 def _compile_note(seconds: float) -> str:
-    return f" (+ {seconds:.1f} s compiling kernels)" if seconds >= 1.0 else ""
+    return f" (+ {seconds:.1f} s compiling or loading kernels)" if seconds >= 1.0 else ""
 
 
 def _summary(values: np.ndarray) -> str:
