@@ -126,13 +126,15 @@ def _expand_range(text: str) -> list:
     return found
 
 
-def release_requeued(job: str, states: dict) -> None:
+def release_requeued(job: str, states: dict, released: set) -> None:
     """SLURM holds a requeued job for about two minutes (reason BeginTime) before it may start
-    again; the test lets it start at once."""
+    again; the test lets each start 5 s after its requeue instead. (Sooner fails: slurmd refuses
+    to launch a job within the second its previous credential was revoked in.)"""
     for i, (state, reason) in states.items():
-        if state == "PENDING" and reason == "BeginTime":
-            subprocess.run(["scontrol", "update", f"jobid={job}_{i}", "StartTime=now"],
+        if state == "PENDING" and reason == "BeginTime" and i not in released:
+            subprocess.run(["scontrol", "update", f"jobid={job}_{i}", "StartTime=now+5"],
                            capture_output=True, timeout=60)
+            released.add(i)
 
 
 def wait_until(predicate, what: str, job: str, deadline: float) -> None:
@@ -172,9 +174,11 @@ def submitted(cluster, tmp_path_factory):
                deadline)
     slurm_cmd("scancel", "--signal=USR1", f"{job}_{SIGNALLED}")  # as ahead of a time limit
 
+    released = set()
+
     def finished():
         states = task_states(job)
-        release_requeued(job, states)
+        release_requeued(job, states, released)
         return len(states) == len(outputs) and all(s in TERMINAL for s, _ in states.values())
 
     wait_until(finished, "the array to finish", job, deadline)

@@ -8,8 +8,10 @@ Two scripts go into the sweep folder:
   running ``meanfield-sim sweep CONFIG -o DIR`` (its index from ``SLURM_ARRAY_TASK_ID``) as a
   job step (``srun``), logging to ``DIR/logs/slurm-%A_%a.out``. ``--signal=USR1@S`` has SLURM
   warn the step S seconds before the time limit: the run checkpoints and exits 75, and the
-  script requeues the task (``scontrol requeue``, allowed by ``--requeue``); the requeued task
-  resumes from the checkpoint. Any other stop (``scancel``) ends the task for good, checkpointed.
+  script requeues the task (``scontrol requeue``, allowed by ``--requeue``) and waits for the
+  requeue to stop it (a job that exits before its requeue is processed stays FAILED); the
+  requeued task resumes from the checkpoint. ``scancel`` ends the task for good,
+  checkpointed; ``scontrol requeue`` stops it checkpointed and runs it again.
 
 ``--submit`` submits the warmup job and the array with ``--dependency=afterok`` on it.
 Numba's cache writes are atomic (a temporary file renamed into place), so tasks starting
@@ -28,6 +30,9 @@ from ..signals import EXIT_REQUEUE
 
 TIME_PATTERN = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")   # SLURM's D-HH:MM:SS forms
 MEM_PATTERN = re.compile(r"^\d+[KMGT]?$")
+# how long a task that asked for its requeue waits to be stopped by it (SLURM's KillWait is
+# usually 30 s; the requeue signals at once)
+REQUEUE_WAIT_SECONDS = 300
 
 
 class SlurmError(Exception):
@@ -90,7 +95,10 @@ def write_scripts(folder: Path, config_path: Path, overrides, n_tasks: int, name
         "rc=$?",
         f"if [ $rc -eq {EXIT_REQUEUE} ]; then  # checkpointed ahead of the time limit",
         '  echo "checkpointed; requeueing task $SLURM_ARRAY_TASK_ID"',
-        "  scontrol requeue \"$SLURM_JOB_ID\"",
+        "  if scontrol requeue \"$SLURM_JOB_ID\"; then",
+        "    # the requeue ends this script by SIGTERM; a job that ended first stays FAILED",
+        f"    sleep {REQUEUE_WAIT_SECONDS} & wait $!",
+        "  fi",
         "fi",
         "exit $rc", ""]))
     return warmup, sweep

@@ -195,4 +195,7 @@ def reference_markdown() -> str:
             meaning = key.doc + (f"; one of {', '.join(key.choices)}" if key.choices else "")
             lines.append(f"| `{name}` | {_type_names(key.types)} | {default} | {meaning} |")
         lines.append("")
+    from . import sweep  # not in SCHEMA: a [sweep] table makes tasks, it configures no run
+
+    lines += ["## [sweep]", "", sweep.__doc__.replace("``", "`").strip(), ""]
     return "\n".join(lines)
