@@ -262,6 +262,15 @@ def test_two_runs_started_together_leave_one_complete_file(tmp_path, attempt):
         assert f.attrs["status"] == "complete" and int(f.attrs["n_records"]) == 5
 
 
+def _committed(path) -> int:
+    """n_records of a file being written (0 while it cannot be read yet)."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f.attrs["n_records"])
+    except (OSError, KeyError):
+        return 0
+
+
 def test_force_keeps_the_old_result_until_the_new_one_is_complete(heavy, tmp_path):
     out = tmp_path / "result.h5"
     tiny = io.write_config(tmp_path)
@@ -271,7 +280,9 @@ def test_force_keeps_the_old_result_until_the_new_one_is_complete(heavy, tmp_pat
     proc = ch.start(heavy["cfg"], out, "--force")
     try:
         ch.wait_for(ch.partial(out), proc)
-        time.sleep(0.3 * heavy["duration"])
+        while _committed(ch.partial(out)) < 50 and proc.poll() is None:  # of 1201 records
+            time.sleep(0.01)
+        assert proc.poll() is None, "the --force run ended before it could be stopped"
         assert out.read_bytes() == before  # the old result is untouched while the new one runs
         ch.send(proc, signal.SIGTERM)
         rc, err = ch.finish(proc)

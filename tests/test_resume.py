@@ -145,15 +145,9 @@ def test_sigterm_checkpoints_and_resume_continues_from_there(case, tmp_path):
     """SIGTERM: exit 143, the message says where the checkpoint is and how to continue; the
     checkpoint's records are in the file; --resume says it resumed and ends bitwise equal."""
     out = tmp_path / "term.h5"
-    proc = ch.start(case["cfg"], out)
-    try:
-        ch.wait_for(ch.partial(out), proc)
-        time.sleep(0.4 * case["seconds"])
-        ch.send(proc, signal.SIGTERM)
-        rc, err = ch.finish(proc)
-    finally:
-        io.stop(proc)
-    assert rc == 143, err  # 0 would mean the run ended before 0.4 of its uninterrupted time
+    stopped = ch.kill_trial(case["cfg"], out, 0.4 * case["seconds"], signal.SIGTERM)
+    rc, err = stopped["rc"], stopped["stderr"]
+    assert rc == 143, err
     assert "checkpoint at t =" in err and "--resume" in err, err
     ckpt = read_checkpoint(checkpoint_path(out))
     with h5py.File(ch.partial(out), "r", locking=False) as f:
