@@ -48,24 +48,42 @@ class ArrayOptions:
     throttle: int = 0            # most tasks running at once; 0 = no limit
     signal_seconds: int = 120    # USR1 this long before the time limit
 
-    def check(self) -> None:
+    def check(self, folder: Path) -> None:
+        """SlurmError naming the first bad option (or a folder sbatch cannot take)."""
         if not TIME_PATTERN.match(self.time):
             raise SlurmError(f"--time {self.time!r}: expected SLURM's [D-]HH:MM:SS, MM:SS or "
                              "minutes, e.g. 01:30:00")
         if not MEM_PATTERN.match(self.mem):
             raise SlurmError(f"--mem {self.mem!r}: expected a size such as 4G or 500M")
-        if self.cpus < 1 or self.throttle < 0 or self.signal_seconds < 1:
-            raise SlurmError(f"--cpus {self.cpus}, --throttle {self.throttle}, "
-                             f"--signal-seconds {self.signal_seconds}: need cpus >= 1, "
-                             "throttle >= 0, signal-seconds >= 1")
+        if self.cpus < 1:
+            raise SlurmError(f"--cpus {self.cpus}: must be at least 1")
+        if self.throttle < 0:
+            raise SlurmError(f"--throttle {self.throttle}: must be at least 0 (0: no limit)")
+        if not 1 <= self.signal_seconds < time_seconds(self.time):
+            raise SlurmError(f"--signal-seconds {self.signal_seconds}: must be at least 1 and "
+                             f"less than --time {self.time} ({time_seconds(self.time)} s)")
         if self.partition is not None and not re.match(r"^[A-Za-z0-9_.,-]+$", self.partition):
             raise SlurmError(f"--partition {self.partition!r}: not a partition name")
+        if re.search(r"\s", str(Path(folder).resolve())):
+            raise SlurmError(f"-o {str(folder)!r}: #SBATCH lines cannot hold a path with "
+                             "spaces; choose a folder without them")
+
+
+def time_seconds(limit: str) -> int:
+    """Seconds of a SLURM time limit: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    days, _, rest = limit.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    else:
+        hours, minutes, seconds = {1: [0, parts[0], 0], 2: [0, *parts], 3: parts}[len(parts)]
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def write_scripts(folder: Path, config_path: Path, overrides, n_tasks: int, name: str,
                   opts: ArrayOptions) -> tuple[Path, Path]:
     """Write ``warmup.sbatch`` and ``sweep.sbatch`` into ``folder``; returns their paths."""
-    opts.check()
+    opts.check(folder)
     folder = Path(folder).resolve()
     cache = folder / ".numba-cache"
     select = [str(Path(config_path).resolve()), "-o", str(folder),

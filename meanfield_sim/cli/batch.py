@@ -78,6 +78,11 @@ def sweep(config_path, folder, overrides, list_only, index, jobs, quiet):
         raise click.UsageError("--jobs runs every task; --index runs one: give one of them")
     if jobs is not None and jobs < 1:
         raise click.UsageError(f"--jobs {jobs}: must be at least 1")
+    if jobs is None:
+        try:
+            task = the_sweep.task(task_from_env(index))
+        except SweepError as exc:
+            raise click.UsageError(str(exc)) from None
     with StopSignals() as stop:
         _prepare(the_sweep, folder)
         if jobs is not None:
@@ -88,10 +93,6 @@ def sweep(config_path, folder, overrides, list_only, index, jobs, quiet):
             outcomes = run_all(the_sweep, folder, jobs, args, stop,
                                report=lambda line: click.echo(line, err=True))
             sys.exit(exit_status(outcomes, len(the_sweep.tasks), stop))
-        try:
-            task = the_sweep.task(task_from_env(index))
-        except SweepError as exc:
-            raise click.UsageError(str(exc)) from None
         sys.exit(run_one(task.cfg, output_of(folder, task.name), resume=True, quiet=quiet,
                          stop=stop, label=f"task {task.index} ({task.name}): "))
 
@@ -123,8 +124,12 @@ def slurm(config_path, folder, overrides, partition, time_limit, mem, cpus, thro
 
     the_sweep = _load(config_path, overrides)
     folder = _folder(config_path, folder)
-    _prepare(the_sweep, folder)
     opts = slurm_mod.ArrayOptions(partition, time_limit, mem, cpus, throttle, signal_seconds)
+    try:
+        opts.check(folder)
+    except slurm_mod.SlurmError as exc:
+        raise click.UsageError(str(exc)) from None
+    _prepare(the_sweep, folder)
     try:
         warmup, array = slurm_mod.write_scripts(folder, Path(config_path), overrides,
                                                 len(the_sweep.tasks), Path(config_path).stem,

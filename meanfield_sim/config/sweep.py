@@ -22,6 +22,7 @@ config is validated when the sweep is expanded: a bad value names the task and t
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import re
@@ -34,6 +35,8 @@ SWEEP_KEYS = ("seeds", "axes")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")     # axis names
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._+-]+$")  # value labels, as label_of makes them
 SEED_KEY = "run.seed"
+MAX_LABEL = 40      # characters of a value's label; longer ones are cut and given a digest
+MAX_NAME = 200      # characters of a task name: NAME.h5.part.new must fit in 255 bytes
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ def expand(raw: dict, table: dict | None, overrides=()) -> list:
     tasks, by_name = [], {}
     for index, combo in enumerate(itertools.product(*(range(len(a.labels)) for a in axes))):
         name = "_".join(f"{a.name}={a.labels[i]}" for a, i in zip(axes, combo)) or "run"
+        if len(name) > MAX_NAME:
+            raise ConfigError(f"sweep task {index} would be named {name[:60]}... "
+                              f"({len(name)} characters, at most {MAX_NAME} fit in a file "
+                              "name): give the axes shorter names or labels (labels = [...])")
         if name in by_name:
             raise ConfigError(f"sweep tasks {by_name[name]} and {index} map to one output "
                               f"{name}.h5: give the axis distinct labels (labels = [...])")
@@ -218,7 +225,8 @@ def _dotted(where: str, table: dict) -> dict:
 
 
 def label_of(value) -> str:
-    """A value as it appears in task names: compact and file-name safe."""
+    """A value as it appears in task names: compact, file-name safe, at most MAX_LABEL
+    characters."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, float):
@@ -227,4 +235,8 @@ def label_of(value) -> str:
         text = "-".join(label_of(v) for v in value)
     else:
         text = str(value)
-    return re.sub(r"[^A-Za-z0-9._+-]", "", text.replace(" ", "")) or "x"
+    text = re.sub(r"[^A-Za-z0-9._+-]", "", text.replace(" ", "")) or "x"
+    if len(text) > MAX_LABEL:  # e.g. a whole data set: its start and a digest of the value
+        digest = hashlib.sha256(repr(value).encode()).hexdigest()[:8]
+        text = f"{text[:MAX_LABEL - 9]}.{digest}"
+    return text
