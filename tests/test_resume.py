@@ -172,14 +172,8 @@ def test_sigusr1_checkpoints_and_asks_for_a_requeue(long_run, tmp_path):
     """SIGUSR1 (a batch system's warning before the time limit) ends the run with exit 75,
     checkpointed, and says so."""
     out = tmp_path / "usr1.h5"
-    proc = ch.start(long_run, out)
-    try:
-        ch.wait_for(ch.partial(out), proc)
-        time.sleep(0.5)
-        ch.send(proc, signal.SIGUSR1)
-        rc, err = ch.finish(proc)
-    finally:
-        io.stop(proc)
+    stopped = ch.kill_trial(long_run, out, 0.5, signal.SIGUSR1)
+    rc, err = stopped["rc"], stopped["stderr"]
     assert rc == 75, err
     assert "checkpointed on SIGUSR1" in err and "--resume" in err
     assert read_checkpoint(checkpoint_path(out)).n_records > 0
@@ -191,15 +185,7 @@ def test_resume_without_a_checkpoint_starts_again_and_says_why(tmp_path):
     cfg = io.write_config(tmp_path, HEAVY_TOML.replace("checkpoint_seconds = 0.05",
                                                        "checkpoint_seconds = 600"))
     out = tmp_path / "out.h5"
-    proc = ch.start(cfg, out)
-    try:
-        ch.wait_for(ch.partial(out), proc)
-        time.sleep(0.3)
-        ch.send(proc, signal.SIGKILL)
-        rc, _ = ch.finish(proc)
-    finally:
-        io.stop(proc)
-    assert rc == -signal.SIGKILL and ch.partial(out).exists()
+    assert ch.kill_trial(cfg, out, 0.3)["rc"] == -signal.SIGKILL and ch.partial(out).exists()
     assert not checkpoint_path(out).exists()
     done = run_cli("run", str(cfg), "-o", str(out), "--resume")
     assert done.returncode == 0, done.stderr
