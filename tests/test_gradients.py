@@ -35,8 +35,10 @@ LOSSES = ("logistic", "exponential", "softmax_ce")
 SCALINGS = ("mean_field", "standard")
 
 
-def _problem(activation, loss, scaling, train=("a", "w", "b"), bias=True):
-    cfg = ph.small_config(activation, loss, scaling, train, m=5, n=6, d=2, R=2,
+def _problem(activation, loss, scaling, train=("a", "w", "b"), bias=True, d=2):
+    """d = 1 with a binary loss takes the kernels' fused one-dimensional path; d = 2 and
+    softmax_ce the general one."""
+    cfg = ph.small_config(activation, loss, scaling, train, m=5, n=6, d=d, R=2,
                           extra={"model": {"bias": bias}})
     flow, theta0 = ph.build_flow(cfg)
     k = flow.spec.outputs
@@ -48,9 +50,9 @@ def _problem(activation, loss, scaling, train=("a", "w", "b"), bias=True):
 
 
 @functools.lru_cache(maxsize=None)
-def _fd_gradient(activation, loss, scaling):
+def _fd_gradient(activation, loss, scaling, d=2):
     """The finite-difference gradient does not depend on which groups train: compute it once."""
-    flow, theta = _problem(activation, loss, scaling)
+    flow, theta = _problem(activation, loss, scaling, d=d)
     return theta, ph.fd_risk_gradient(flow, theta, EPS)
 
 
@@ -74,14 +76,45 @@ def _check(flow, theta, fd, train):
         assert np.abs(fd[..., sl[g]]).max() > 1e-3, f"gradient of group {g} is ~0: test is vacuous"
 
 
+@pytest.mark.parametrize("d", (1, 2))
 @pytest.mark.parametrize("scaling", SCALINGS)
 @pytest.mark.parametrize("train", SUBSETS, ids=lambda t: "".join(t))
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("activation", ph.ACTIVATIONS)
-def test_velocity_matches_finite_differences(activation, loss, train, scaling):
-    theta, fd = _fd_gradient(activation, loss, scaling)
-    flow, _ = _problem(activation, loss, scaling, train)
+def test_velocity_matches_finite_differences(activation, loss, train, scaling, d):
+    theta, fd = _fd_gradient(activation, loss, scaling, d)
+    flow, _ = _problem(activation, loss, scaling, train, d=d)
     _check(flow, theta, fd, train)
+
+
+@pytest.mark.parametrize("train", SUBSETS, ids=lambda t: "".join(t))
+@pytest.mark.parametrize("activation", ph.ACTIVATIONS)
+def test_fused_one_dimensional_kernels_match_numpy_across_tiles(activation, train):
+    """d = 1, k = 1 (the fused path): m = 600 particles span three particle tiles, the last
+    one partial; outputs and velocities equal a NumPy evaluation of the same formulas to
+    rounding (1e-12 relative: sums of 600 and 7 terms of size O(1))."""
+    from meanfield_sim.model.activations import ACTIVATION_IDS, activation_and_slope
+
+    cfg = ph.small_config(activation, "logistic", "mean_field", train, m=600, n=7, d=1, R=2)
+    flow, _ = ph.build_flow(cfg)
+    theta = np.random.default_rng(3).standard_normal((2, 600, 3))
+    act = np.vectorize(lambda z: activation_and_slope(z, ACTIVATION_IDS[activation],
+                                                      flow.spec.activation_param))
+    z = ph.preactivations(theta, flow.x, 1)                          # (R, m, n)
+    value, slope = act(z)
+    h = flow.spec.scale * np.einsum("ri,rij->rj", theta[:, :, 0], value)
+    np.testing.assert_allclose(flow.evaluate(theta).outputs[:, :, 0], h, rtol=1e-12,
+                               atol=1e-14)
+    y = flow.label.astype(float)
+    g = flow.data.weight * (-2.0 * y) / (1.0 + np.exp(2.0 * y * h))  # p_j dl/dh, logistic
+    c = theta[:, :, :1] * g[:, None, :] * slope                       # (R, m, n)
+    want = np.stack([-np.einsum("rj,rij->ri", g, value),
+                     -np.einsum("rij,j->ri", c, flow.x[:, 0]), -c.sum(axis=2)], axis=-1)
+    for i, group in enumerate("awb"):
+        if group not in train:
+            want[..., i] = 0.0
+    np.testing.assert_allclose(ph.velocity_of(flow, theta), want, rtol=1e-12,
+                               atol=1e-12 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("loss", LOSSES)
