@@ -78,6 +78,7 @@ def forward(thetaT, x, k, act_id, act_param, scale, h_out):
     R, p, m = thetaT.shape
     n, d = x.shape
     blocks = (n + DATA_BLOCK - 1) // DATA_BLOCK
+    fused = k == 1 and d == 1  # the paper's regime: one loop per tile (_output_pass)
     for rb in prange(R * blocks):
         r = rb // blocks
         j_lo = (rb - r * blocks) * DATA_BLOCK
@@ -85,15 +86,14 @@ def forward(thetaT, x, k, act_id, act_param, scale, h_out):
         acc = np.empty(k)
         for j in range(j_lo, min(j_lo + DATA_BLOCK, n)):
             acc[:] = 0.0
-            if k == 1 and d == 1:  # the paper's regime: one fused pass per tile
-                for i0 in range(0, m, TILE):
-                    count = min(TILE, m - i0)
+            for i0 in range(0, m, TILE):
+                # contiguous views: plain indices in the tile loops let LLVM vectorise them
+                count = min(TILE, m - i0)
+                if fused:
                     acc[0] += _outputs_1d(act_id, act_param, thetaT[r, 2, i0:i0 + count],
                                           thetaT[r, 1, i0:i0 + count],
                                           thetaT[r, 0, i0:i0 + count], x[j, 0], count)
-            for i0 in range(0, m if not (k == 1 and d == 1) else 0, TILE):
-                # contiguous views: plain indices in the tile loops let LLVM vectorise them
-                count = min(TILE, m - i0)
+                    continue
                 bias = thetaT[r, p - 1, i0:i0 + count]
                 for t in range(count):
                     z[t] = bias[t]
