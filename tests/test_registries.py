@@ -41,7 +41,8 @@ def test_kernel_disk_cache_tracks_the_model_sources():
     from meanfield_sim.kernels import cpu
 
     digest = cpu.kernel_source_digest()
-    for kernel in (cpu.forward, cpu.loss_pass, cpu.velocity):
+    assert len(cpu.JIT_KERNELS) == 4
+    for kernel in cpu.JIT_KERNELS:
         assert kernel._cache._cache_file._source_stamp == digest
 
 

@@ -323,4 +323,5 @@ def _stamp_disk_cache(*kernels) -> None:
             cache_file._source_stamp = digest
 
 
-_stamp_disk_cache(forward, loss_pass, _velocity_1d, _velocity_general)
+JIT_KERNELS = (forward, loss_pass, _velocity_1d, _velocity_general)  # compiled, disk-cached
+_stamp_disk_cache(*JIT_KERNELS)
