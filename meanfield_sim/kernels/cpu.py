@@ -51,8 +51,8 @@ def _tile_dot(a, b, count):
 def _output_pass(act_fn, param, b, w, a, x, count):
     """sum_t a[t] sigma(b[t] + w[t] x) over a tile of particles (d = 1, k = 1), one loop."""
     s = 0.0
-    for t in range(count):
-        s += a[t] * act_fn(b[t] + w[t] * x, param)
+    for t in range(count):  # float(): z in float64 for float32 storage too
+        s += a[t] * act_fn(float(b[t]) + float(w[t]) * x, param)
     return s
 
 
@@ -92,7 +92,7 @@ def forward(thetaT, x, k, act_id, act_param, scale, h_out):
                 if fused:
                     acc[0] += _outputs_1d(act_id, act_param, thetaT[r, 2, i0:i0 + count],
                                           thetaT[r, 1, i0:i0 + count],
-                                          thetaT[r, 0, i0:i0 + count], x[j, 0], count)
+                                          thetaT[r, 0, i0:i0 + count], float(x[j, 0]), count)
                     continue
                 bias = thetaT[r, p - 1, i0:i0 + count]
                 for t in range(count):
@@ -166,8 +166,8 @@ def _pair_pass(slope_fn, param, b, w, a, x, g, count, acc_a, acc_w, acc_b):
     """For one data point x (d = 1, k = 1) with dual weight g and a tile of particles:
     z = b + w x, c = g a sigma'(z); acc_a += g sigma(z), acc_w += c x, acc_b += c. One loop, so
     every operand is loaded once per pair."""
-    for t in range(count):
-        value, slope = slope_fn(b[t] + w[t] * x, param)
+    for t in range(count):  # float(): z in float64 for float32 storage too
+        value, slope = slope_fn(float(b[t]) + float(w[t]) * x, param)
         c = g * a[t] * slope
         acc_a[t] += g * value
         acc_w[t] += c * x
@@ -232,8 +232,8 @@ def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, tr
         a, w, b = (thetaT[r, 0, i0:i0 + count], thetaT[r, 1, i0:i0 + count],
                    thetaT[r, 2, i0:i0 + count])
         for j in range(n):
-            _pairs_1d(act_id, act_param, b, w, a, xT[0, j], dualT[r, 0, j], count, acc_a,
-                      acc_w, acc_b)
+            _pairs_1d(act_id, act_param, b, w, a, float(xT[0, j]), dualT[r, 0, j], count,
+                      acc_a, acc_w, acc_b)
         speed = -math.exp(log_scale[r])
         for t in range(count):
             v_out[r, i0 + t, 0] = speed * acc_a[t] if train_a else 0.0
