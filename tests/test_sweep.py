@@ -43,8 +43,9 @@ from meanfield_sim.model.data import build_dataset  # noqa: E402
 
 # Four tasks: a zipped axis "size" (width and t_end move together) times two seeds, in the
 # order size=60_seed=0, size=60_seed=1, size=150_seed=0, size=150_seed=1. The size=60 tasks
-# take about 0.3 s, the size=150 ones about 2 s (15000 Heun steps), so that a test can stop
-# them midway; a checkpoint every 0.25 s so that a SIGKILL finds one.
+# take about 0.3 s, the size=150 ones about 2 s (60000 Heun steps at about 0.035 ms each),
+# so that a test can stop them midway; a checkpoint every 0.25 s so that a SIGKILL finds one.
+# (At 15000 steps a task ended in 0.5 s once the d = 1 kernels were fused, before its SIGTERM.)
 SWEEP_TOML = """\
 [run]
 t_end = 10.0
@@ -75,7 +76,7 @@ seeds = 2
 
 [sweep.axes.size]
 model.width = [60, 150]
-run.t_end = [10.0, 150.0]
+run.t_end = [10.0, 600.0]
 """
 SHORT, LONG = (0, 1), (2, 3)   # task indices of the quick and the slow tasks
 NAMES = ["size=60_seed=0", "size=60_seed=1", "size=150_seed=0", "size=150_seed=1"]
@@ -516,7 +517,7 @@ def test_list_shows_index_output_overrides_and_key(tmp_path):
         assert int(index) == task.index and key == task.key
         assert output == f"sweep/{task.name}.h5"   # default folder: the config's name
         assert overrides.split() == [f"{k}={C.toml_value(v)}" for k, v in task.overrides]
-    assert lines[2].split()[2:5] == ["model.width=150", "run.t_end=150.0", "run.seed=0"]
+    assert lines[2].split()[2:5] == ["model.width=150", "run.t_end=600.0", "run.seed=0"]
     assert not (tmp_path / "sweep").exists()  # --list writes nothing
     with_o = cli("sweep", cfg, "--list", "-o", tmp_path / "elsewhere", cwd=tmp_path)
     assert f"{tmp_path / 'elsewhere' / NAMES[3]}.h5" in with_o.stdout.splitlines()[3]
@@ -624,7 +625,7 @@ def test_jobs_runs_every_task_to_completion(swept):
     assert manifest["config_path"] == str(swept["cfg"].resolve())
     assert [(t["index"], t["name"], t["key"]) for t in manifest["tasks"]] == \
         [(t.index, t.name, t.key) for t in swept["tasks"]]
-    assert manifest["tasks"][3]["overrides"] == {"model.width": 150, "run.t_end": 150.0,
+    assert manifest["tasks"][3]["overrides"] == {"model.width": 150, "run.t_end": 600.0,
                                                  "run.seed": 1}
 
 
