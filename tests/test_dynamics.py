@@ -281,11 +281,11 @@ def test_float32_matches_float64_within_float32_precision():
     np.testing.assert_allclose(h32, h64, rtol=0, atol=2e-5 * max(1.0, np.abs(h64).max()))
 
 
-def _replica_run(tmp_path, name, replicas, first):
+def _replica_run(tmp_path, name, replicas, first, integrator):
     cfg = ph.small_config("softplus", "logistic", "mean_field", m=6, R=replicas, extra={
         "run": {"seed": 11, "first_replica": first, "t_end": 0.5},
-        "integrator": {"method": "rk4", "dt": 0.01},
-        "record": {"schedule": "linear", "count": 5, "particles": "all"}})
+        "record": {"schedule": "linear", "count": 5, "particles": "all"},
+        "integrator": integrator})
     runner.run(cfg, tmp_path / name)
     with h5py.File(tmp_path / name, "r") as f:
         n = int(f.attrs["n_records"])
@@ -293,7 +293,7 @@ def _replica_run(tmp_path, name, replicas, first):
             ("a", "particles/network/a"), ("w", "particles/network/w"),
             ("b", "particles/network/b"), ("outputs", "observables/outputs"),
             ("risk", "observables/risk"), ("time", "observables/time"))} | {
-            "replica": f["observables/replica"][:]}
+            "replica": f["observables/replica"][:], "steps": int(f["observables/step"][n - 1])}
 
 
 def test_replicas_equal_separate_runs(tmp_path):
@@ -301,17 +301,44 @@ def test_replicas_equal_separate_runs(tmp_path):
     seed): replica r draws its particles from SeedSequence(seed, spawn_key=(first_replica + r,))
     and evolves independently, so with fixed steps the trajectories agree to rounding (the
     kernels may group sums differently for different R; 1e-12 is ~1e4 ulps)."""
-    joint = _replica_run(tmp_path, "joint.h5", 3, 0)
+    rk4 = {"method": "rk4", "dt": 0.01}
+    joint = _replica_run(tmp_path, "joint.h5", 3, 0, rk4)
     assert list(joint["replica"]) == [0, 1, 2]
     assert not np.allclose(joint["a"][:, 0], joint["a"][:, 1])  # replicas really differ
     for r in range(3):
-        single = _replica_run(tmp_path, f"single{r}.h5", 1, r)
+        single = _replica_run(tmp_path, f"single{r}.h5", 1, r, rk4)
         assert list(single["replica"]) == [r]
         np.testing.assert_array_equal(single["time"], joint["time"])
         np.testing.assert_array_equal(single["a"][0, 0], joint["a"][0, r])  # same initial draw
         for key in ("a", "w", "b", "outputs", "risk"):
             np.testing.assert_allclose(single[key][:, 0], joint[key][:, r], rtol=0, atol=1e-12,
                                        err_msg=f"replica {r}, {key}")
+
+
+def test_replicas_under_the_default_adaptive_integrator_share_its_step(tmp_path):
+    """What the README promises for dopri5 (the default): replicas share one step size, set by
+    the worst replica's error estimate, so every replica's local error is within the tolerance
+    but replica r takes other steps than its single run. Both are then solutions of the same
+    ODE to that tolerance: each within 100 (atol + rtol |theta|) of a fine RK4 reference (the
+    bound of test_adaptive_dopri5_matches_fine_rk4_with_fewer_evaluations), hence within twice
+    that of each other -- and not bitwise equal, which the README does not claim."""
+    default = {"method": "dopri5"}  # the default method, with the default rtol and atol
+    rtol, atol = 1e-6, 1e-9
+    joint = _replica_run(tmp_path, "joint.h5", 3, 0, default)
+    fine = _replica_run(tmp_path, "fine.h5", 3, 0, {"method": "rk4", "dt": 0.5 / 400})
+    np.testing.assert_allclose(joint["time"], fine["time"], rtol=1e-15)  # fine: steps x dt
+    differ = False
+    for r in range(3):
+        single = _replica_run(tmp_path, f"single{r}.h5", 1, r, default)
+        np.testing.assert_array_equal(single["time"], joint["time"])
+        for key in ("a", "w", "b"):
+            ref = fine[key][:, r]
+            bound = 100 * (atol + rtol * np.abs(ref))
+            for run, label in ((joint[key][:, r], "joint"), (single[key][:, 0], "single")):
+                assert np.all(np.abs(run - ref) <= bound), (label, r, key)
+            assert np.all(np.abs(joint[key][:, r] - single[key][:, 0]) <= 2 * bound)
+            differ |= not np.array_equal(joint[key][:, r], single[key][:, 0])
+    assert differ  # shared steps: if this ever fails, replicas got their own steps; update README
 
 
 def test_adaptive_dopri5_matches_fine_rk4_with_fewer_evaluations():
@@ -351,3 +378,36 @@ def test_fixed_step_integration_takes_t_over_dt_steps():
     state = _advance(flow, theta, "rk4", 2.0, dt=0.005)
     assert state.t == 2.0
     assert state.step == 400 and flow.grad_evals == 4 * 400, (state.step, flow.grad_evals)
+
+
+@pytest.mark.parametrize("method", ["euler", "heun"])
+def test_fixed_step_trajectory_does_not_depend_on_the_record_schedule(tmp_path, method):
+    """Fixed-step methods take every step at full size dt and record at the step nearest each
+    requested time. Two schedules (log, 9 records; linear, 4) on t_end = 1 with dt = 0.03
+    (not a divisor: the last record is step 33, t = 0.99) give the same states at the common
+    steps, and for euler the final state is 33 plain gradient-descent steps theta += dt v,
+    taken here by hand: bitwise, since both do the same floating-point operations."""
+    def run_with(schedule, count):
+        cfg = ph.small_config("tanh", "logistic", "mean_field", m=5, R=2, extra={
+            "run": {"t_end": 1.0}, "integrator": {"method": method, "dt": 0.03},
+            "record": {"schedule": schedule, "count": count, "particles": "all"}})
+        out = tmp_path / f"{schedule}.h5"
+        runner.run(cfg, out)
+        with h5py.File(out, "r") as f:
+            n = int(f.attrs["n_records"])
+            steps = f["observables/step"][:n]
+            a = f["particles/network/a"][:n]
+        return cfg, dict(zip(steps.tolist(), a))
+
+    cfg, by_log = run_with("log", 9)
+    _, by_linear = run_with("linear", 4)
+    assert max(by_log) == max(by_linear) == 33
+    common = set(by_log) & set(by_linear)
+    assert len(common) >= 2
+    for step in common:
+        np.testing.assert_array_equal(by_log[step], by_linear[step])
+    if method == "euler":
+        flow, theta = ph.build_flow(cfg)
+        for _ in range(33):
+            theta = theta + 0.03 * ph.velocity_of(flow, theta)
+        np.testing.assert_array_equal(by_log[33], theta[:, :, :1])

@@ -28,6 +28,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import physics_helpers as ph  # noqa: E402
 
+from meanfield_sim.kernels import blocked  # noqa: E402
+
 EPS = 1e-5
 ATOL, RTOL = 1e-8, 1e-6
 SUBSETS = [tuple(c) for r in (1, 2, 3) for c in itertools.combinations(("a", "w", "b"), r)]
@@ -37,11 +39,13 @@ SCALINGS = ("mean_field", "standard")
 
 def _problem(activation, loss, scaling, train=("a", "w", "b"), bias=True, d=2):
     """d = 1 with a binary loss takes the kernels' fused one-dimensional path; d = 2 and
-    softmax_ce the general one."""
+    softmax_ce (k = 3) the general loops; d = 11 (d + k >= 12) the tiled matrix products of
+    kernels.blocked."""
     cfg = ph.small_config(activation, loss, scaling, train, m=5, n=6, d=d, R=2,
                           extra={"model": {"bias": bias}})
     flow, theta0 = ph.build_flow(cfg)
     k = flow.spec.outputs
+    assert (flow.kernels is blocked) == (d + k >= 12), flow.kernels
     theta = ph.smooth_particles(theta0.shape, flow.x, k, activation, seed=7,
                                 need_inside_unit=activation == "flat_sigmoid")
     if not bias:
@@ -76,7 +80,7 @@ def _check(flow, theta, fd, train):
         assert np.abs(fd[..., sl[g]]).max() > 1e-3, f"gradient of group {g} is ~0: test is vacuous"
 
 
-@pytest.mark.parametrize("d", (1, 2))
+@pytest.mark.parametrize("d", (1, 2, 11))
 @pytest.mark.parametrize("scaling", SCALINGS)
 @pytest.mark.parametrize("train", SUBSETS, ids=lambda t: "".join(t))
 @pytest.mark.parametrize("loss", LOSSES)

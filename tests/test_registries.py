@@ -38,11 +38,11 @@ def test_kernel_disk_cache_tracks_the_model_sources():
     """Numba's cache would only notice edits of kernels/cpu.py; ours is stamped with a digest of
     the activation and loss sources too, so changing them recompiles instead of loading stale
     code."""
-    from meanfield_sim.kernels import cpu
+    from meanfield_sim.kernels import blocked, cpu
 
     digest = cpu.kernel_source_digest()
-    assert len(cpu.JIT_KERNELS) == 4
-    for kernel in cpu.JIT_KERNELS:
+    assert len(cpu.JIT_KERNELS) == 4 and len(blocked.JIT_KERNELS) == 2
+    for kernel in cpu.JIT_KERNELS + blocked.JIT_KERNELS:
         assert kernel._cache._cache_file._source_stamp == digest
 
 

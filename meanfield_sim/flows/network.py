@@ -12,6 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .. import kernels
 from ..kernels import choose_threads, get_backend
 from ..model.data import Dataset
 from ..model.network import NetworkSpec
@@ -31,8 +32,8 @@ class ParticleFlow:
     def __init__(self, spec: NetworkSpec, data: Dataset, replicas: int, dtype=np.float64,
                  backend: str = "cpu", threads: int = 0):
         self.spec, self.data, self.replicas = spec, data, replicas
-        self.dtype = np.dtype(dtype)
-        self.kernels = get_backend(backend)
+        self.dtype, self.backend = np.dtype(dtype), backend
+        self.kernels = get_backend(backend, spec.input_dim, spec.outputs)
         self.x = np.ascontiguousarray(data.x, dtype=self.dtype)
         self.xT = np.ascontiguousarray(self.x.T)
         self.label = np.ascontiguousarray(data.label, dtype=np.int64)
@@ -51,20 +52,9 @@ class ParticleFlow:
         self.grad_evals = 0  # velocity evaluations, each a forward plus a backward pass
 
     def warm_up(self) -> None:
-        """Compile the kernels for this flow's types (or load them from Numba's disk cache) by
-        running them on a one-particle, one-point problem; costs no gradient evaluation."""
-        s, p = self.spec, self.spec.params_per_particle
-        thetaT = np.zeros((1, p, 1), dtype=self.dtype)
-        h, dual = np.zeros((1, 1, s.outputs)), np.zeros((1, 1, s.outputs))
-        risk, log_risk, log_scale = np.zeros(1), np.zeros(1), np.zeros(1)
-        x = np.ascontiguousarray(self.x[:1])
-        self.kernels.forward(thetaT, x, s.outputs, s.act_id, s.activation_param, s.scale, h)
-        self.kernels.loss_pass(h, self.label[:1], self.log_weight[:1], s.loss_id, dual, risk,
-                               log_risk, log_scale)
-        self.kernels.velocity(thetaT, np.ascontiguousarray(x.T),
-                              np.ascontiguousarray(dual.transpose(0, 2, 1)), log_scale,
-                              s.outputs, s.act_id, s.activation_param, *self._train,
-                              np.zeros((1, 1, p), dtype=self.dtype))
+        """Compile every kernel this flow's backend may use for its storage type (or load them
+        from Numba's disk cache); costs no gradient evaluation."""
+        kernels.warm_up(self.backend, self.dtype)
 
     def outputs_at(self, theta: np.ndarray, points: np.ndarray) -> np.ndarray:
         """h(points) for every replica, shape (R, len(points), k)."""

@@ -23,12 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stepper import IntegrationError, IntegratorState, StepHook, VectorField
-
-
-def nearest_step(t, dt: float):
-    """Number of the step of size dt nearest time t (ties to even), as int64."""
-    return np.rint(np.asarray(t) / dt).astype(np.int64)
+from .stepper import (IntegrationError, IntegratorState, StepHook, VectorField, grid_times,
+                      nearest_step)
 
 
 @dataclass
@@ -54,7 +50,7 @@ class Optimizer:
     def reached_times(self, times: np.ndarray) -> np.ndarray:
         """The distinct times ``advance`` stops at for requested record times: each rounded to
         the nearest multiple of dt (requested times closer than dt share one)."""
-        return np.unique(nearest_step(np.asarray(times), self.control.dt)) * self.control.dt
+        return grid_times(times, self.control.dt)
 
     def advance(self, state: IntegratorState, t_stop: float) -> None:
         """Take full steps up to the one nearest ``t_stop``; state.t = state.step * dt."""

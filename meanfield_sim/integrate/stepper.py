@@ -1,7 +1,9 @@
 """Explicit Runge-Kutta integration of d theta/dt = F(theta) with fixed or adaptive steps.
 
-Fixed step: dt as given (Euler with step dt is gradient descent with learning rate dt, in the
-flow's time units). Adaptive (embedded pairs): the local error estimate
+Fixed step: every step has size dt (Euler with step dt is gradient descent with learning rate dt,
+in the flow's time units), and t = (number of steps) * dt. A record is taken at the step nearest
+its requested time, as for the optimisers: a step shortened to land on a record time would make
+the trajectory depend on the record schedule (and Euler no longer gradient descent). Adaptive (embedded pairs): the local error estimate
 err = dt * sum_s b_err_s k_s is measured in the RMS norm scaled by atol + rtol * max(|y|, |y_new|)
 over the trainable entries of each replica; replicas share one step, so the worst replica decides.
 A step is accepted when that norm is <= 1, and the next step is dt times the PI factor
@@ -10,8 +12,8 @@ to [0.2, 5], q = ``order`` (the error estimate is O(dt^q): the lower-order solut
 has order q - 1), never growing right after a rejection; a rejected step shrinks by
 max(0.2, safety * err^(-1/q)).
 
-Requested output times are stepped onto exactly (the step is clipped, and the controller's proposal
-is kept for the step after), so records need no interpolation.
+Adaptive steps land on requested output times exactly (the step is clipped, and the controller's
+proposal is kept for the step after), so records need no interpolation.
 
 Constrained flows (projected gradient flows) supply the tangent-cone velocity. Each step first
 freezes the active constraints at its initial point (``begin_step``), so that all its stages see
@@ -46,6 +48,17 @@ class VectorField(Protocol):
 StepHook = Callable[["IntegratorState"], None]
 """Called before every step attempt with the current state: where a run checks for stop
 requests and writes its heartbeat. It may raise to stop the integration between steps."""
+
+
+def nearest_step(t, dt: float):
+    """Number of the step of size dt nearest time t (ties to even), as int64."""
+    return np.rint(np.asarray(t) / dt).astype(np.int64)
+
+
+def grid_times(times, dt: float) -> np.ndarray:
+    """Requested record times rounded to the nearest multiple of dt, distinct and sorted:
+    where fixed-step methods record (requested times closer than dt share one)."""
+    return np.unique(nearest_step(np.asarray(times), dt)) * dt
 
 
 class IntegrationError(RuntimeError):
@@ -93,10 +106,13 @@ class RungeKutta:
         self.between_steps = between_steps
         self._k: list[np.ndarray] = []
 
-    @staticmethod
-    def reached_times(times: np.ndarray) -> np.ndarray:
-        """The times ``advance`` stops at for requested record times: exactly those."""
-        return np.asarray(times, dtype=np.float64)
+    def reached_times(self, times: np.ndarray) -> np.ndarray:
+        """The distinct times ``advance`` stops at for requested record times: exactly those
+        for adaptive steps; for fixed steps each rounded to the nearest multiple of dt
+        (requested times closer than dt share one)."""
+        if self.tableau.adaptive:
+            return np.asarray(times, dtype=np.float64)
+        return grid_times(times, self.control.dt)
 
     def _stages(self, theta):
         if len(self._k) != self.tableau.stages or self._k[0].shape != theta.shape:
@@ -154,7 +170,10 @@ class RungeKutta:
         return worst if math.isfinite(worst) else math.inf
 
     def advance(self, state: IntegratorState, t_stop: float) -> None:
-        """Step ``state`` forward until state.t == t_stop exactly."""
+        """Step ``state`` forward until state.t == t_stop exactly (adaptive), or to the step
+        nearest t_stop (fixed step)."""
+        if not self.tableau.adaptive:
+            return self._advance_fixed(state, t_stop)
         c, tab = self.control, self.tableau
         while state.t < t_stop:
             if self.between_steps is not None:
@@ -163,19 +182,13 @@ class RungeKutta:
                 raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
                                        f"t = {state.t:.6g} before t = {t_stop:.6g}")
             remaining = t_stop - state.t
-            dt = state.dt if tab.adaptive else c.dt
+            dt = state.dt
             # a step within rounding of t_stop lands on it: t accumulates rounding errors, and
             # an extra step of 1e-14 would waste a whole step's gradient evaluations
             clipped = dt >= remaining - 1e-12 * max(abs(t_stop), dt)
             if clipped:
                 dt = remaining
             y_new, err = self.attempt(state, dt)
-            if not tab.adaptive:
-                if not np.isfinite(y_new).all():
-                    raise IntegrationError(f"state became non-finite at t = {state.t:.6g} with "
-                                           f"fixed step dt = {dt:.3g}; reduce integrator.dt")
-                self._accept(state, y_new, t_stop if clipped else state.t + dt)
-                continue
             norm = self.error_norm(state.theta, y_new, err)
             if norm <= 1.0 and np.isfinite(y_new).all():
                 grow = self._growth(norm, state.err_prev)
@@ -199,6 +212,22 @@ class RungeKutta:
                     raise IntegrationError(
                         f"step size {state.dt:.3g} fell below integrator.dt_min = {c.dt_min:.3g} "
                         f"at t = {state.t:.6g}; {why}")
+
+    def _advance_fixed(self, state: IntegratorState, t_stop: float) -> None:
+        """Full steps of size dt up to the one nearest t_stop; state.t = state.step * dt."""
+        c = self.control
+        target = int(nearest_step(t_stop, c.dt))
+        while state.step < target:
+            if self.between_steps is not None:
+                self.between_steps(state)
+            if state.step >= c.max_steps:
+                raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
+                                       f"t = {state.t:.6g} before t = {t_stop:.6g}")
+            y_new, _ = self.attempt(state, c.dt)
+            if not np.isfinite(y_new).all():
+                raise IntegrationError(f"state became non-finite at t = {state.t:.6g} with "
+                                       f"fixed step dt = {c.dt:.3g}; reduce integrator.dt")
+            self._accept(state, y_new, (state.step + 1) * c.dt)
 
     def _accept(self, state, y_new, t_new):
         if self.field.constrained:

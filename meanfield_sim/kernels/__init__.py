@@ -1,6 +1,7 @@
 """Kernel back ends. A back end is a module exposing ``forward``, ``loss_pass`` and ``velocity``
 with the signatures of :mod:`meanfield_sim.kernels.cpu`; :func:`get_backend` is the one switch
-that picks it (``run.backend`` in the config)."""
+that picks it, from ``run.backend`` in the config and the shape: on the CPU, the Numba loops of
+:mod:`.cpu` for small d + k and the tiled matrix products of :mod:`.blocked` for large."""
 from __future__ import annotations
 
 from types import ModuleType
@@ -8,10 +9,23 @@ from types import ModuleType
 BACKENDS = ("cpu",)
 
 
-def get_backend(name: str) -> ModuleType:
+def get_backend(name: str, input_dim: int = 1, outputs: int = 1) -> ModuleType:
+    """The kernel module for backend ``name`` and networks with d = ``input_dim`` inputs and
+    k = ``outputs`` outputs."""
     if name == "cpu":
-        from . import cpu
-        return cpu
+        from . import blocked, cpu
+        return blocked if blocked.use_blocked(input_dim, outputs) else cpu
+    raise ValueError(f"backend {name!r} is not available; choose one of {', '.join(BACKENDS)}")
+
+
+def warm_up(name: str, dtype) -> None:
+    """Compile (or load from Numba's disk cache) every kernel that backend ``name`` may pick,
+    for storage type ``dtype``: a sweep's first task then compiles what all its shapes need."""
+    if name == "cpu":
+        from . import blocked, cpu
+        cpu.warm_up(dtype)
+        blocked.warm_up(dtype)
+        return
     raise ValueError(f"backend {name!r} is not available; choose one of {', '.join(BACKENDS)}")
 
 

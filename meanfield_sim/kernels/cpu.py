@@ -35,7 +35,7 @@ from ..model.losses import binary_loss, softmax_ce
 TILE = 256          # entries of the reduction axis per tile
 DATA_BLOCK = 4      # data points per parallel work item of the forward pass
 PARTICLE_BLOCK = 16  # particles per parallel work item of _velocity_general
-_FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: infinities must survive
+FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: infinities must survive
 
 
 @njit(inline="always", cache=True)
@@ -72,7 +72,7 @@ def _outputs_1d(act_id, param, b, w, a, x, count):
     return _output_pass(_flat, param, b, w, a, x, count)
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@njit(parallel=True, cache=True, fastmath=FAST)
 def forward(thetaT, x, k, act_id, act_param, scale, h_out):
     """h_out[r, j, :] = scale * sum_i a_ri sigma(w_ri . x_j + b_ri)   (h_out: float64)."""
     R, p, m = thetaT.shape
@@ -214,7 +214,7 @@ def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_
     return _velocity_general(*args, v_out)
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@njit(parallel=True, cache=True, fastmath=FAST)
 def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w, train_b,
                  v_out):
     """:func:`velocity` for d = 1, k = 1: parallel over (replica, tile of ``TILE`` particles);
@@ -241,7 +241,7 @@ def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, tr
             v_out[r, i0 + t, 2] = speed * acc_b[t] if train_b else 0.0
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@njit(parallel=True, cache=True, fastmath=FAST)
 def _velocity_general(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w,
                       train_b, v_out):
     """:func:`velocity` for any d, k: parallel over (replica, block of ``PARTICLE_BLOCK``
@@ -302,7 +302,22 @@ def _velocity_general(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_
             v_out[r, i, p - 1] = speed * acc_b if train_b else 0.0
 
 
-KERNEL_SOURCES = ("kernels/cpu.py", "model/activations.py", "model/losses.py")
+def warm_up(dtype) -> None:
+    """Compile every kernel of this module for storage type ``dtype`` (or load it from Numba's
+    disk cache) on a one-particle, one-point problem: the signatures depend on the types only,
+    so this covers every shape, activation and loss."""
+    for d in (1, 2):  # the fused d = 1 passes and the general loops
+        p = d + 2
+        thetaT, x = np.zeros((1, p, 1), dtype=dtype), np.zeros((1, d), dtype=dtype)
+        h, dual, scalars = np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((3, 1))
+        forward(thetaT, x, 1, 0, 0.0, 1.0, h)
+        loss_pass(h, np.ones(1, dtype=np.int64), np.zeros(1), 0, dual, *scalars)
+        velocity(thetaT, np.ascontiguousarray(x.T), dual, scalars[2], 1, 0, 0.0, True, True,
+                 True, np.zeros((1, 1, p), dtype=dtype))
+
+
+KERNEL_SOURCES = ("kernels/cpu.py", "kernels/blocked.py", "model/activations.py",
+                  "model/losses.py")
 
 
 def kernel_source_digest() -> str:
@@ -311,7 +326,7 @@ def kernel_source_digest() -> str:
     return hashlib.sha256(b"".join((root / f).read_bytes() for f in KERNEL_SOURCES)).hexdigest()
 
 
-def _stamp_disk_cache(*kernels) -> None:
+def stamp_disk_cache(*kernels) -> None:
     """Numba invalidates a kernel's disk cache only when the kernel's own file changes; these
     kernels inline functions from model/, so an edit or upgrade there would load stale machine
     code. Stamping each cache with a digest of all their sources makes such a cache miss and
@@ -324,4 +339,4 @@ def _stamp_disk_cache(*kernels) -> None:
 
 
 JIT_KERNELS = (forward, loss_pass, _velocity_1d, _velocity_general)  # compiled, disk-cached
-_stamp_disk_cache(*JIT_KERNELS)
+stamp_disk_cache(*JIT_KERNELS)
