@@ -141,7 +141,7 @@ def fixed_steps(flow, theta: np.ndarray, method: str, dt: float, steps: int,
     state = IntegratorState(theta=theta.copy(), dt=dt)
     path = [state.theta.copy()] if record_every else None
     for s in range(steps):
-        y_new, _ = rk.attempt(state, dt)
+        y_new = rk.attempt(state, dt).y
         state.theta, state.t, state.step, state.k_first = y_new, state.t + dt, state.step + 1, None
         if record_every and (s + 1) % record_every == 0:
             path.append(state.theta.copy())

@@ -9,7 +9,6 @@ gradient flow d theta/dt = -grad R, the time of gradient descent with step dt.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from .. import kernels
@@ -61,7 +60,7 @@ class ParticleFlow:
         pts = np.ascontiguousarray(points, dtype=self.dtype)
         out = np.empty((theta.shape[0], pts.shape[0], self.spec.outputs))
         s = self.spec
-        numba.set_num_threads(self.threads)
+        kernels.use_threads(self.threads)
         self.kernels.forward(_soa(theta), pts, s.outputs, s.act_id, s.activation_param, s.scale,
                              out)
         return out
@@ -86,7 +85,7 @@ class ParticleFlow:
 
     def _evaluate(self, thetaT: np.ndarray) -> Evaluation:
         s = self.spec
-        numba.set_num_threads(self.threads)
+        kernels.use_threads(self.threads)
         self.kernels.forward(thetaT, self.x, s.outputs, s.act_id, s.activation_param, s.scale,
                              self._h)
         self.kernels.loss_pass(self._h, self.label, self.log_weight, s.loss_id, self._dual,

@@ -57,7 +57,7 @@ class Optimizer:
         c = self.control
         if self._v is None or self._v.shape != state.theta.shape:
             self._v = np.empty_like(state.theta)
-        target = int(nearest_step(t_stop, c.dt))
+        target = nearest_step(t_stop, c.dt)
         while state.step < target:
             if self.between_steps is not None:
                 self.between_steps(state)

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 
+from .arithmetic import combine, entry_weights, error_norms, per_replica
 from .tableaus import TABLEAUS, Tableau
 
 
@@ -50,15 +51,15 @@ StepHook = Callable[["IntegratorState"], None]
 requests and writes its heartbeat. It may raise to stop the integration between steps."""
 
 
-def nearest_step(t, dt: float):
-    """Number of the step of size dt nearest time t (ties to even), as int64."""
-    return np.rint(np.asarray(t) / dt).astype(np.int64)
+def nearest_step(t: float, dt: float) -> int:
+    """Number of the step of size dt nearest time t (ties to even)."""
+    return round(t / dt)
 
 
 def grid_times(times, dt: float) -> np.ndarray:
     """Requested record times rounded to the nearest multiple of dt, distinct and sorted:
     where fixed-step methods record (requested times closer than dt share one)."""
-    return np.unique(nearest_step(np.asarray(times), dt)) * dt
+    return np.unique(np.rint(np.asarray(times, dtype=np.float64) / dt)) * dt
 
 
 class IntegrationError(RuntimeError):
@@ -94,6 +95,14 @@ class IntegratorState:
     moments: dict = field(default_factory=dict, repr=False)  # optimiser buffers (momentum, Adam)
 
 
+class Attempt(NamedTuple):
+    """A step tried: the new state (a fresh array), whether all of it is finite, and for
+    adaptive methods each replica's error norm (the step is acceptable where <= 1)."""
+    y: np.ndarray
+    norms: np.ndarray | None
+    finite: bool
+
+
 class RungeKutta:
     """Integrates a :class:`VectorField` with the tableau ``control.method``."""
 
@@ -104,7 +113,12 @@ class RungeKutta:
         self.tableau: Tableau = TABLEAUS[control.method]
         self.mask = train_mask
         self.between_steps = between_steps
-        self._k: list[np.ndarray] = []
+        self._stack: np.ndarray | None = None  # the stages k_s, stacked
+        self._y: np.ndarray | None = None
+        self._a = np.array([list(row) + [0.0] * (self.tableau.stages - len(row))
+                            for row in self.tableau.a])
+        self._b = np.array(self.tableau.b)
+        self._b_err = np.array(self.tableau.b_err or self.tableau.b)
 
     def reached_times(self, times: np.ndarray) -> np.ndarray:
         """The distinct times ``advance`` stops at for requested record times: exactly those
@@ -115,15 +129,18 @@ class RungeKutta:
         return grid_times(times, self.control.dt)
 
     def _stages(self, theta):
-        if len(self._k) != self.tableau.stages or self._k[0].shape != theta.shape:
-            self._k = [np.empty_like(theta) for _ in range(self.tableau.stages)]
+        """The stage buffer (S, *theta.shape), allocated once per state shape."""
+        shape = (self.tableau.stages, *theta.shape)
+        if self._stack is None or self._stack.shape != shape or self._stack.dtype != theta.dtype:
+            self._stack = np.empty(shape, dtype=theta.dtype)
             self._y = np.empty_like(theta)
-        return self._k
+            self._weight = entry_weights(self.mask, theta.shape)
+        return self._stack
 
-    def attempt(self, state: IntegratorState, dt: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """One step of size dt from state: (y_new, error estimate or None). State is unchanged."""
+    def attempt(self, state: IntegratorState, dt: float) -> "Attempt":
+        """One step of size dt from ``state``, which is unchanged."""
         tab, y0 = self.tableau, state.theta
-        k = self._stages(y0)
+        k = stack = self._stages(y0)
         y = self._y
         if self.field.constrained:
             self.field.begin_step(y0)
@@ -132,22 +149,18 @@ class RungeKutta:
         else:
             self.field.velocity(y0, k[0])
         for s in range(1, tab.stages):
-            np.copyto(y, y0)
-            for j, a in enumerate(tab.a[s]):
-                if a != 0.0:
-                    y += (dt * a) * k[j]
+            combine(y, y0, stack, dt * self._a[s], s)
             self.field.velocity(y, k[s])
-        y_new = y0.copy()
-        for j, b in enumerate(tab.b):
-            if b != 0.0:
-                y_new += (dt * b) * k[j]
-        err = None
+        y_new = np.empty_like(y0)
+        finite = combine(y_new, y0, stack, dt * self._b, tab.stages)
+        norms = None
         if tab.adaptive:
-            err = np.zeros_like(y0)
-            for j, e in enumerate(tab.b_err):
-                if e != 0.0:
-                    err += (dt * e) * k[j]
-        return y_new, err
+            norms = np.empty(y0.shape[0])
+            c = self.control
+            error_norms(per_replica(y0), per_replica(y_new),
+                        stack.reshape(tab.stages, y0.shape[0], -1), dt * self._b_err,
+                        self._weight, c.atol, c.rtol, norms)
+        return Attempt(y_new, norms, finite)
 
     PI_BETA = 0.04  # Hairer's DOPRI5 default: damps the step-size oscillation on stiff stretches
 
@@ -160,13 +173,10 @@ class RungeKutta:
         factor = self.control.safety * norm ** (-(1.0 / q - 0.75 * beta)) * err_prev ** beta
         return min(5.0, max(0.2, factor))
 
-    def error_norm(self, y0, y1, err) -> float:
-        """max over replicas of the scaled RMS norm of err over the trainable entries."""
-        c = self.control
-        scale = c.atol + c.rtol * np.maximum(np.abs(y0), np.abs(y1))
-        ratio = (err / scale)[..., self.mask]
-        per_replica = np.sqrt(np.mean(ratio.reshape(ratio.shape[0], -1) ** 2, axis=1))
-        worst = float(per_replica.max())
+    @staticmethod
+    def error_norm(norms: np.ndarray) -> float:
+        """The step's error: the worst replica's scaled RMS norm (inf if any is not finite)."""
+        worst = float(norms.max())
         return worst if math.isfinite(worst) else math.inf
 
     def advance(self, state: IntegratorState, t_stop: float) -> None:
@@ -188,9 +198,9 @@ class RungeKutta:
             clipped = dt >= remaining - 1e-12 * max(abs(t_stop), dt)
             if clipped:
                 dt = remaining
-            y_new, err = self.attempt(state, dt)
-            norm = self.error_norm(state.theta, y_new, err)
-            if norm <= 1.0 and np.isfinite(y_new).all():
+            y_new, norms, finite = self.attempt(state, dt)
+            norm = self.error_norm(norms)
+            if norm <= 1.0 and finite:
                 grow = self._growth(norm, state.err_prev)
                 if state.rejected:
                     grow = min(grow, 1.0)
@@ -207,7 +217,7 @@ class RungeKutta:
                 state.rejected += 1
                 if state.dt < c.dt_min:
                     why = ("every step tried made the state non-finite"
-                           if not np.isfinite(y_new).all() else
+                           if not finite else
                            "the flow may be stiff or singular there")
                     raise IntegrationError(
                         f"step size {state.dt:.3g} fell below integrator.dt_min = {c.dt_min:.3g} "
@@ -216,15 +226,15 @@ class RungeKutta:
     def _advance_fixed(self, state: IntegratorState, t_stop: float) -> None:
         """Full steps of size dt up to the one nearest t_stop; state.t = state.step * dt."""
         c = self.control
-        target = int(nearest_step(t_stop, c.dt))
+        target = nearest_step(t_stop, c.dt)
         while state.step < target:
             if self.between_steps is not None:
                 self.between_steps(state)
             if state.step >= c.max_steps:
                 raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
                                        f"t = {state.t:.6g} before t = {t_stop:.6g}")
-            y_new, _ = self.attempt(state, c.dt)
-            if not np.isfinite(y_new).all():
+            y_new, _, finite = self.attempt(state, c.dt)
+            if not finite:
                 raise IntegrationError(f"state became non-finite at t = {state.t:.6g} with "
                                        f"fixed step dt = {c.dt:.3g}; reduce integrator.dt")
             self._accept(state, y_new, (state.step + 1) * c.dt)
@@ -238,4 +248,4 @@ class RungeKutta:
         state.t = t_new
         state.step += 1
         reuse = self.tableau.fsal and not self.field.constrained
-        state.k_first = self._k[-1].copy() if reuse else None
+        state.k_first = self._stack[-1].copy() if reuse else None

@@ -44,3 +44,18 @@ def choose_threads(pairs: int, limit: int = 0) -> int:
     available = numba.config.NUMBA_NUM_THREADS
     cap = available if limit <= 0 else min(limit, available)
     return max(1, min(cap, pairs // PAIRS_PER_THREAD))
+
+
+_threads_set = None
+
+
+def use_threads(count: int) -> None:
+    """numba.set_num_threads(count), skipped when the last call here set the same count (the
+    call costs microseconds, as much as a whole small evaluation). Numba keeps the count per
+    Python thread; the kernels are driven from one thread, the main one."""
+    global _threads_set
+    if count != _threads_set:
+        import numba
+
+        numba.set_num_threads(count)
+        _threads_set = count
