@@ -14,7 +14,7 @@ def _network(cfg, data):
     dtype = np.dtype(cfg["run"]["dtype"])
     flow = ParticleFlow(spec, data, cfg["run"]["replicas"], dtype=dtype,
                         backend=cfg["run"]["backend"], threads=cfg["run"]["threads"])
-    return flow, initial_particles(cfg, spec, dtype)
+    return flow, initial_particles(cfg, spec, np.float64)  # the state is float64 (see flow)
 
 
 def _final_layer(cfg, data):

@@ -21,7 +21,12 @@ PARTICLE_SUBSAMPLE_STREAM = (0x5A3B, 0)  # two entries: never a replica's key (r
 
 
 class ParticleFlow:
-    """Vector field theta -> velocity for states of shape (R, m, k + d + 1)."""
+    """Vector field theta -> velocity for states of shape (R, m, k + d + 1).
+
+    ``dtype`` is the precision of the kernels' arithmetic: the data are stored in it and the
+    particles cast to it for every evaluation (in the same pass that lays them out for the
+    kernels). The state the integrator steps stays float64, so that steps far below float32's
+    resolution of the parameters still move them."""
 
     supports_grid = True
     constrained = False
@@ -61,8 +66,8 @@ class ParticleFlow:
         out = np.empty((theta.shape[0], pts.shape[0], self.spec.outputs))
         s = self.spec
         kernels.use_threads(self.threads)
-        self.kernels.forward(_soa(theta), pts, s.outputs, s.act_id, s.activation_param, s.scale,
-                             out)
+        self.kernels.forward(_soa(theta, self.dtype), pts, s.outputs, s.act_id,
+                             s.activation_param, s.scale, out)
         return out
 
     def evaluate_on(self, theta: np.ndarray, data: Dataset) -> tuple:
@@ -81,7 +86,7 @@ class ParticleFlow:
     def evaluate(self, theta: np.ndarray) -> Evaluation:
         """Forward and loss pass (no gradient). Returned arrays are owned by the flow and are
         overwritten by the next call; copy what must outlive it."""
-        return self._evaluate(_soa(theta))
+        return self._evaluate(_soa(theta, self.dtype))
 
     def _evaluate(self, thetaT: np.ndarray) -> Evaluation:
         s = self.spec
@@ -94,7 +99,7 @@ class ParticleFlow:
 
     def velocity(self, theta: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Write d theta/dt at ``theta`` into ``out`` (same shape and dtype) and return it."""
-        thetaT = _soa(theta)
+        thetaT = _soa(theta, self.dtype)
         ev = self._evaluate(thetaT)
         s = self.spec
         dualT = np.ascontiguousarray(ev.dual.transpose(0, 2, 1))
@@ -139,10 +144,10 @@ class ParticleFlow:
         return {"a": sub[:, :, sl["a"]], "w": sub[:, :, sl["w"]], "b": sub[:, :, sl["b"]][:, :, 0]}
 
 
-def _soa(theta: np.ndarray) -> np.ndarray:
-    """(R, m, p) particle rows -> (R, p, m) contiguous columns, the kernels' layout. O(R m p),
-    negligible against the O(R m n) passes."""
-    return np.ascontiguousarray(theta.transpose(0, 2, 1))
+def _soa(theta: np.ndarray, dtype) -> np.ndarray:
+    """(R, m, p) particle rows -> (R, p, m) contiguous columns of ``dtype``, the kernels' layout
+    and type. O(R m p), negligible against the O(R m n) passes."""
+    return np.ascontiguousarray(theta.transpose(0, 2, 1), dtype=dtype)
 
 
 def path_norms(theta: np.ndarray, k: int, d: int, scale: float) -> tuple:

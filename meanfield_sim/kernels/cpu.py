@@ -2,8 +2,10 @@
 
 Shapes: particles in structure-of-arrays form ``thetaT`` (R, p, m) with p = k + d + 1 and rows
 [a (k rows) | w (d rows) | b]; data ``x`` (n, d) and ``xT`` (d, n); outputs and dual weights
-(R, n, k). Storage may be float32 or float64; every reduction accumulates in float64 (the
-accumulator type is separate from the storage type, as in KeOps).
+(R, n, k). ``thetaT`` and ``x`` may be float32 or float64, the "storage type"; outputs, dual
+weights and velocities are float64. The fused d = 1 passes compute in the storage type and sum
+in it over short blocks (TILE particles, FLUSH data points), adding the blocks in float64; the
+general loops compute z in float64. Every sum across blocks accumulates in float64.
 
 No kernel forms the m x n matrix of pre-activations z_ij = w_i . x_j + b_i. The forward pass
 reduces over particles for a block of data points (parallel over (r, data block)), walking the
@@ -31,6 +33,7 @@ from ..model.activations import (_flat, _flat_slope, _leaky, _leaky_slope, _relu
                                  _sigmoid, _sigmoid_slope, _softplus, _softplus_slope, _tanh,
                                  _tanh_slope, activate_tile, activate_tile_with_slope)
 from ..model.losses import binary_loss, softmax_ce
+from ..model.numeric import like
 
 TILE = 256          # entries of the reduction axis per tile
 DATA_BLOCK = 4      # data points per parallel work item of the forward pass
@@ -49,10 +52,11 @@ def _tile_dot(a, b, count):
 
 @njit(inline="always", cache=True)
 def _output_pass(act_fn, param, b, w, a, x, count):
-    """sum_t a[t] sigma(b[t] + w[t] x) over a tile of particles (d = 1, k = 1), one loop."""
-    s = 0.0
-    for t in range(count):  # float(): z in float64 for float32 storage too
-        s += a[t] * act_fn(float(b[t]) + float(w[t]) * x, param)
+    """sum_t a[t] sigma(b[t] + w[t] x) over a tile of particles (d = 1, k = 1), one loop, in
+    the storage type (float32 storage: a float32 sum of at most TILE terms)."""
+    s = like(x, 0.0)
+    for t in range(count):
+        s += a[t] * act_fn(b[t] + w[t] * x, param)
     return s
 
 
@@ -92,7 +96,7 @@ def forward(thetaT, x, k, act_id, act_param, scale, h_out):
                 if fused:
                     acc[0] += _outputs_1d(act_id, act_param, thetaT[r, 2, i0:i0 + count],
                                           thetaT[r, 1, i0:i0 + count],
-                                          thetaT[r, 0, i0:i0 + count], float(x[j, 0]), count)
+                                          thetaT[r, 0, i0:i0 + count], x[j, 0], count)
                     continue
                 bias = thetaT[r, p - 1, i0:i0 + count]
                 for t in range(count):
@@ -165,9 +169,9 @@ def loss_pass(h, label, log_weight, loss_id, dual_out, risk_out, log_risk_out, l
 def _pair_pass(slope_fn, param, b, w, a, x, g, count, acc_a, acc_w, acc_b):
     """For one data point x (d = 1, k = 1) with dual weight g and a tile of particles:
     z = b + w x, c = g a sigma'(z); acc_a += g sigma(z), acc_w += c x, acc_b += c. One loop, so
-    every operand is loaded once per pair."""
-    for t in range(count):  # float(): z in float64 for float32 storage too
-        value, slope = slope_fn(float(b[t]) + float(w[t]) * x, param)
+    every operand is loaded once per pair; all in the storage type."""
+    for t in range(count):
+        value, slope = slope_fn(b[t] + w[t] * x, param)
         c = g * a[t] * slope
         acc_a[t] += g * value
         acc_w[t] += c * x
@@ -214,31 +218,49 @@ def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_
     return _velocity_general(*args, v_out)
 
 
+FLUSH = 64
+"""Data points whose pair terms a float32 accumulator sums before it is added to the float64
+one (``_velocity_1d``): a float32 sum of at most 64 terms, then float64 across blocks."""
+
+
 @njit(parallel=True, cache=True, fastmath=FAST)
 def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w, train_b,
                  v_out):
     """:func:`velocity` for d = 1, k = 1: parallel over (replica, tile of ``TILE`` particles);
     for each data point one loop along the tile (``_pairs_1d``) updates its accumulators, so
     the vector loops have the tile's length whatever n is (n = 10 in the paper) and every
-    operand is loaded once per pair."""
+    operand is loaded once per pair. The pair terms are computed and summed in the storage
+    type, over blocks of ``FLUSH`` data points for float32 (of all n for float64), each block's
+    sums then added in float64."""
     R, p, m = thetaT.shape
     n = xT.shape[1]
     blocks = (m + TILE - 1) // TILE
+    flush = FLUSH if thetaT.itemsize < 8 else n
     for rb in prange(R * blocks):
         r = rb // blocks
         i0 = (rb - r * blocks) * TILE
         count = min(TILE, m - i0)
-        acc_a, acc_w, acc_b = np.zeros(count), np.zeros(count), np.zeros(count)
+        total_a, total_w, total_b = np.zeros(count), np.zeros(count), np.zeros(count)
+        acc_a = np.empty(count, dtype=thetaT.dtype)
+        acc_w, acc_b = np.empty_like(acc_a), np.empty_like(acc_a)
         a, w, b = (thetaT[r, 0, i0:i0 + count], thetaT[r, 1, i0:i0 + count],
                    thetaT[r, 2, i0:i0 + count])
-        for j in range(n):
-            _pairs_1d(act_id, act_param, b, w, a, float(xT[0, j]), dualT[r, 0, j], count,
-                      acc_a, acc_w, acc_b)
+        for j0 in range(0, n, flush):
+            acc_a[:] = 0.0
+            acc_w[:] = 0.0
+            acc_b[:] = 0.0
+            for j in range(j0, min(j0 + flush, n)):
+                _pairs_1d(act_id, act_param, b, w, a, xT[0, j], like(a[0], dualT[r, 0, j]),
+                          count, acc_a, acc_w, acc_b)
+            for t in range(count):
+                total_a[t] += acc_a[t]
+                total_w[t] += acc_w[t]
+                total_b[t] += acc_b[t]
         speed = -math.exp(log_scale[r])
         for t in range(count):
-            v_out[r, i0 + t, 0] = speed * acc_a[t] if train_a else 0.0
-            v_out[r, i0 + t, 1] = speed * acc_w[t] if train_w else 0.0
-            v_out[r, i0 + t, 2] = speed * acc_b[t] if train_b else 0.0
+            v_out[r, i0 + t, 0] = speed * total_a[t] if train_a else 0.0
+            v_out[r, i0 + t, 1] = speed * total_w[t] if train_w else 0.0
+            v_out[r, i0 + t, 2] = speed * total_b[t] if train_b else 0.0
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
@@ -313,11 +335,11 @@ def warm_up(dtype) -> None:
         forward(thetaT, x, 1, 0, 0.0, 1.0, h)
         loss_pass(h, np.ones(1, dtype=np.int64), np.zeros(1), 0, dual, *scalars)
         velocity(thetaT, np.ascontiguousarray(x.T), dual, scalars[2], 1, 0, 0.0, True, True,
-                 True, np.zeros((1, 1, p), dtype=dtype))
+                 True, np.zeros((1, 1, p)))  # into the float64 state's stage buffer
 
 
 KERNEL_SOURCES = ("kernels/cpu.py", "kernels/blocked.py", "model/activations.py",
-                  "model/losses.py")
+                  "model/losses.py", "model/numeric.py")
 
 
 def kernel_source_digest() -> str:

@@ -6,6 +6,7 @@ Kernels call the *tile* forms, which apply one activation to a whole buffer: the
 sits outside the loop, so each loop is a simple element-wise pass that LLVM vectorises. (A
 per-element call to a dispatcher over all six activations is too large for LLVM to unswitch and
 measured 20x slower for ReLU.) ``param`` is the leaky-ReLU slope and ignored otherwise.
+Each computes in the type of z (constants through ``numeric.like``): float32 in, float32 out.
 
 - relu          sigma(z) = max(z, 0);                 sigma'(0) := 0
 - leaky_relu    sigma(z) = z for z > 0, param * z otherwise
@@ -21,6 +22,8 @@ import math
 
 from numba import njit
 
+from .numeric import like
+
 ACTIVATION_IDS = {"relu": 0, "leaky_relu": 1, "sigmoid": 2, "tanh": 3, "softplus": 4,
                   "flat_sigmoid": 5}
 _inline = njit(inline="always", cache=True)
@@ -28,34 +31,35 @@ _inline = njit(inline="always", cache=True)
 
 @_inline
 def _relu(z, param):
-    return z if z > 0.0 else 0.0
+    return z if z > 0.0 else like(z, 0.0)
 
 
 @_inline
 def _relu_slope(z, param):
-    return (z, 1.0) if z > 0.0 else (0.0, 0.0)
+    return (z, like(z, 1.0)) if z > 0.0 else (like(z, 0.0), like(z, 0.0))
 
 
 @_inline
 def _leaky(z, param):
-    return z if z > 0.0 else param * z
+    return z if z > 0.0 else like(z, param) * z
 
 
 @_inline
 def _leaky_slope(z, param):
-    return (z, 1.0) if z > 0.0 else (param * z, param)
+    return (z, like(z, 1.0)) if z > 0.0 else (like(z, param) * z, like(z, param))
 
 
 @_inline
 def _sigmoid(z, param):
+    one = like(z, 1.0)
     e = math.exp(-abs(z))  # never overflows
-    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+    return one / (one + e) if z >= 0.0 else e / (one + e)
 
 
 @_inline
 def _sigmoid_slope(z, param):
     s = _sigmoid(z, param)
-    return s, s * (1.0 - s)
+    return s, s * (like(z, 1.0) - s)
 
 
 @_inline
@@ -66,12 +70,12 @@ def _tanh(z, param):
 @_inline
 def _tanh_slope(z, param):
     t = math.tanh(z)
-    return t, 1.0 - t * t
+    return t, like(z, 1.0) - t * t
 
 
 @_inline
 def _softplus(z, param):
-    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    return max(z, like(z, 0.0)) + math.log1p(math.exp(-abs(z)))
 
 
 @_inline
@@ -81,14 +85,14 @@ def _softplus_slope(z, param):
 
 @_inline
 def _flat(z, param):
-    c = min(max(z, 0.0), 1.0)
-    return c * c * (3.0 - 2.0 * c)
+    c = min(max(z, like(z, 0.0)), like(z, 1.0))
+    return c * c * (like(z, 3.0) - like(z, 2.0) * c)
 
 
 @_inline
 def _flat_slope(z, param):
-    c = min(max(z, 0.0), 1.0)
-    return c * c * (3.0 - 2.0 * c), 6.0 * c * (1.0 - c)
+    c = min(max(z, like(z, 0.0)), like(z, 1.0))
+    return c * c * (like(z, 3.0) - like(z, 2.0) * c), like(z, 6.0) * c * (like(z, 1.0) - c)
 
 
 @njit(cache=True)
