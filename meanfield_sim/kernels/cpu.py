@@ -339,7 +339,7 @@ def warm_up(dtype) -> None:
 
 
 KERNEL_SOURCES = ("kernels/cpu.py", "kernels/blocked.py", "model/activations.py",
-                  "model/losses.py", "model/numeric.py")
+                  "model/losses.py", "model/numeric.py", "model/fastexp.py")
 
 
 def kernel_source_digest() -> str:
