@@ -48,10 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="tiny shapes and few repeats (under a minute)")
     ap.add_argument("--check-only", action="store_true",
                     help="agreement only: no timing, no memory probes")
-    ap.add_argument("--shapes", nargs="+", type=parse_shape, metavar="M,N,D,K[,R]",
+    ap.add_argument("--shapes", nargs="+", type=shape_argument, metavar="M,N,D,K[,R]",
                     help="shapes instead of the default list (1e3-style numbers allowed)")
-    ap.add_argument("--dtypes", default=",".join(DTYPES))
-    ap.add_argument("--activations", default=",".join(ACTIVATIONS))
+    ap.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated")
+    ap.add_argument("--activations", default=",".join(ACTIVATIONS), help="comma-separated")
     ap.add_argument("--peers", default=",".join(PEERS),
                     help=f"comma-separated subset of {', '.join(PEERS)}")
     ap.add_argument("--seconds", type=float,
@@ -69,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}")
     args.dtypes = args.dtypes.split(",")
     args.activations = args.activations.split(",")
+    for given, allowed in ((args.dtypes, DTYPES), (args.activations, ACTIVATIONS)):
+        if not set(given) <= set(allowed):
+            ap.error(f"{','.join(given)}: choose from {', '.join(allowed)}")
     args.shapes = tuple(args.shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES))
     if args.seconds is None:
         args.seconds = 0.05 if args.quick else 1.0
@@ -76,6 +79,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         args.out = Path(__file__).parent / "results" / (stamp + ("-quick" if args.quick else ""))
     return args
+
+
+def shape_argument(text: str):
+    try:
+        return parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_case(case: Case, factories: dict, args) -> dict:

@@ -93,9 +93,13 @@ class Case:
 
 @dataclass
 class Problem:
-    """The common starting point: the project's initial particles and data (peers copy them)."""
+    """The common starting point: the project's initial particles and data (peers copy them).
+
+    ``theta`` has the project's state type (float64: the project keeps its state in float64 and
+    computes in the case's dtype); a peer rounds it to the case's dtype, in which it computes
+    and keeps its state."""
     case: Case
-    theta: np.ndarray   # (R, m, k + d + 1), case dtype: initial state
+    theta: np.ndarray   # (R, m, k + d + 1): initial state
     x: np.ndarray       # (n, d), case dtype
     label: np.ndarray   # (n,) int64: +-1 (k = 1) or class index 0..k-1 (k > 1)
     weight: np.ndarray  # (n,) float64 p_j, summing to 1
@@ -104,6 +108,14 @@ class Problem:
     @property
     def shape(self) -> Shape:
         return self.case.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.case.dtype)
+
+    def initial_parts(self) -> tuple:
+        """Fresh contiguous (a, w, b) of the initial state in the case's dtype."""
+        return tuple(np.array(part, dtype=self.dtype) for part in self.split(self.theta))
 
     def split(self, theta: np.ndarray) -> tuple:
         """Views (a, w, b) of a state: (R, m, k), (R, m, d), (R, m)."""

@@ -47,8 +47,8 @@ def step_all(a, w, b, x, label, p, dt, activation_name: str):
 
 
 def make_step(problem: Problem) -> Implementation:
-    dtype = problem.x.dtype
-    current = [jnp.asarray(np.ascontiguousarray(part)) for part in problem.split(problem.theta)]
+    dtype = problem.dtype
+    current = [jnp.asarray(part) for part in problem.initial_parts()]
     label = jnp.asarray(problem.label if problem.shape.outputs > 1
                         else problem.label.astype(dtype))
     data = (jnp.asarray(problem.x), label, jnp.asarray(problem.weight.astype(dtype)))

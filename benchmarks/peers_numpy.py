@@ -39,9 +39,9 @@ def loss_slope(h: np.ndarray, label: np.ndarray) -> np.ndarray:
 
 
 def make_step(problem: Problem) -> Implementation:
-    a, w, b = (part.copy() for part in problem.split(problem.theta))
+    a, w, b = problem.initial_parts()
     x, label, dt = problem.x, problem.label, problem.dt
-    p = problem.weight.astype(x.dtype)[:, None]
+    p = problem.weight.astype(problem.dtype)[:, None]
     activation, m = problem.case.activation, problem.shape.width
 
     def step() -> None:

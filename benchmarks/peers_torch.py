@@ -44,7 +44,7 @@ def risk(a, w, b, x, label, p, activation_name):
 
 def _tensors(problem: Problem):
     """(a, w, b) copies of the initial state and (x, label, p) as torch tensors."""
-    a, w, b = (torch.tensor(np.ascontiguousarray(part)) for part in problem.split(problem.theta))
+    a, w, b = (torch.from_numpy(part) for part in problem.initial_parts())
     x = torch.from_numpy(problem.x)
     label = torch.from_numpy(problem.label)
     if problem.shape.outputs == 1:

@@ -51,8 +51,10 @@ def agreement_cell(check: dict) -> str:
 
 def timing_sections(cases: list, peers: list, gemm: dict) -> list:
     lines = ["", "## Step time", "",
-             "Median of interleaved repeats, ms per step; (x) = peer time / project time. "
-             "Overhead = (step - velocity) / step of this project (its integrator's share).", ""]
+             "Median of interleaved repeats, ms per step; (x) = peer time / project time, so "
+             "above 1 the project is faster. Velocity: the project's velocity evaluation alone; "
+             "overhead = (step - velocity) / step, the integrator's share (it is small, and "
+             "below 0 where timing noise exceeds it).", ""]
     rows = []
     for c in cases:
         t = {name: v["median_s"] for name, v in c["timing"].items()}
@@ -82,8 +84,9 @@ def timing_sections(cases: list, peers: list, gemm: dict) -> list:
     lines += table(["case", "F (GFLOP)", *names], rows)
 
     lines += ["", "## First call", "",
-              "Seconds for the first step of each implementation: compilation or JIT (Numba: "
-              "its disk cache) plus one step.", ""]
+              "Seconds for the first step of each implementation: compilation or JIT plus one "
+              "step. Numba and torch.compile (Inductor) keep on-disk caches, so a repeated run "
+              "compiles less than the first; JAX recompiles in every process.", ""]
     lines += table(["case", *names],
                    [[c["case"]["label"], *(f"{c['first_call_s'][n]:.3g}"
                                            if n in c["first_call_s"] else "-" for n in names)]
@@ -114,9 +117,11 @@ def replica_scaling(cases: list, names: list) -> list:
 
 def memory_section(rows: list) -> list:
     lines = ["", "## Peak memory", "",
-             "Each in a fresh process (memory_probe.py): peak RSS growth over the first step "
-             "(compilation included), RSS kept after it, and peak RSS growth of a warm step, "
-             "in MB; next to the size of state + data.", ""]
+             "MB, each in a fresh process (memory_probe.py): peak RSS growth over the first "
+             "step (compilation included), RSS kept after it, and peak RSS growth of a warm "
+             "step; next to the size of the project's state (float64) and the data. An "
+             "allocator that keeps its buffers between steps (XLA's) shows its working memory "
+             "under retained, not under warm step.", ""]
     body = []
     for r in rows:
         label = f"{r['case']['label']}"

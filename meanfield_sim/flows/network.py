@@ -102,7 +102,7 @@ class ParticleFlow:
         thetaT = _soa(theta, self.dtype)
         ev = self._evaluate(thetaT)
         s = self.spec
-        dualT = np.ascontiguousarray(ev.dual.transpose(0, 2, 1))
+        dualT = np.ascontiguousarray(ev.dual.transpose(0, 2, 1), dtype=self.dtype)
         self.kernels.velocity(thetaT, self.xT, dualT, ev.log_scale, s.outputs, s.act_id,
                               s.activation_param, *self._train, out)
         self.grad_evals += 1

@@ -113,7 +113,7 @@ def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_
     acc = np.empty((m, p))
     for r in range(R):
         w_rows, a_rows, bias = thetaT[r, k:k + d], thetaT[r, :k], thetaT[r, p - 1]
-        g_rows = dualT[r].astype(dtype)  # G^T (k, n), scaled to [-1, 1]
+        g_rows = np.asarray(dualT[r], dtype=dtype)  # G^T (k, n), scaled to [-1, 1]
         acc[:] = 0.0
         for i0, i1 in _tiles(m, PARTICLE_TILE):
             for j0, j1 in _tiles(n, DATA_TILE):

@@ -2,10 +2,10 @@
 
 Shapes: particles in structure-of-arrays form ``thetaT`` (R, p, m) with p = k + d + 1 and rows
 [a (k rows) | w (d rows) | b]; data ``x`` (n, d) and ``xT`` (d, n); outputs and dual weights
-(R, n, k). ``thetaT`` and ``x`` may be float32 or float64, the "storage type"; outputs, dual
-weights and velocities are float64. The fused d = 1 passes compute in the storage type and sum
-in it over short blocks (TILE particles, FLUSH data points), adding the blocks in float64; the
-general loops compute z in float64. Every sum across blocks accumulates in float64.
+(R, n, k). ``thetaT``, ``x`` and the dual weights given to ``velocity`` may be float32 or
+float64, the "storage type"; outputs and velocities are float64. Every pass computes in the
+storage type and sums in it over short blocks (TILE particles or data points, FLUSH data points
+in ``_velocity_1d``), adding the blocks in float64.
 
 No kernel forms the m x n matrix of pre-activations z_ij = w_i . x_j + b_i. The forward pass
 reduces over particles for a block of data points (parallel over (r, data block)), walking the
@@ -43,8 +43,9 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: infinities must s
 
 @njit(inline="always", cache=True)
 def _tile_dot(a, b, count):
-    """sum_{t < count} a[t] b[t]; inlined, so it takes the calling kernel's fastmath flags."""
-    s = 0.0
+    """sum_{t < count} a[t] b[t] in a's type; inlined, so it takes the calling kernel's
+    fastmath flags."""
+    s = like(a, 0.0)
     for t in range(count):
         s += a[t] * b[t]
     return s
@@ -86,7 +87,7 @@ def forward(thetaT, x, k, act_id, act_param, scale, h_out):
     for rb in prange(R * blocks):
         r = rb // blocks
         j_lo = (rb - r * blocks) * DATA_BLOCK
-        z = np.empty(min(TILE, m))
+        z = np.empty(min(TILE, m), dtype=thetaT.dtype)
         acc = np.empty(k)
         for j in range(j_lo, min(j_lo + DATA_BLOCK, n)):
             acc[:] = 0.0
@@ -250,7 +251,7 @@ def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, tr
             acc_w[:] = 0.0
             acc_b[:] = 0.0
             for j in range(j0, min(j0 + flush, n)):
-                _pairs_1d(act_id, act_param, b, w, a, xT[0, j], like(a[0], dualT[r, 0, j]),
+                _pairs_1d(act_id, act_param, b, w, a, xT[0, j], like(a, dualT[r, 0, j]),
                           count, acc_a, acc_w, acc_b)
             for t in range(count):
                 total_a[t] += acc_a[t]
@@ -277,7 +278,8 @@ def _velocity_general(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_
         r = rb // blocks
         i_lo = (rb - r * blocks) * PARTICLE_BLOCK
         size = min(TILE, n)
-        z, s, c = np.empty(size), np.empty(size), np.empty(size)
+        z = np.empty(size, dtype=thetaT.dtype)
+        s, c = np.empty_like(z), np.empty_like(z)
         acc_a, acc_w = np.empty(k), np.empty(d)
         speed = -math.exp(log_scale[r])
         for i in range(i_lo, min(i_lo + PARTICLE_BLOCK, m)):
@@ -303,7 +305,7 @@ def _velocity_general(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_
                         gq = dualT[r, q, j0:j0 + count]
                         for t in range(count):
                             c[t] += gq[t] * aq
-                    sb = 0.0
+                    sb = like(c, 0.0)
                     for t in range(count):
                         c[t] *= z[t]
                         sb += c[t]
@@ -334,8 +336,8 @@ def warm_up(dtype) -> None:
         h, dual, scalars = np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((3, 1))
         forward(thetaT, x, 1, 0, 0.0, 1.0, h)
         loss_pass(h, np.ones(1, dtype=np.int64), np.zeros(1), 0, dual, *scalars)
-        velocity(thetaT, np.ascontiguousarray(x.T), dual, scalars[2], 1, 0, 0.0, True, True,
-                 True, np.zeros((1, 1, p)))  # into the float64 state's stage buffer
+        velocity(thetaT, np.ascontiguousarray(x.T), dual.astype(dtype), scalars[2], 1, 0, 0.0,
+                 True, True, True, np.zeros((1, 1, p)))  # into the float64 state's stage buffer
 
 
 KERNEL_SOURCES = ("kernels/cpu.py", "kernels/blocked.py", "model/activations.py",

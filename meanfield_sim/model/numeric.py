@@ -1,4 +1,5 @@
-"""Type-preserving constants for Numba code: ``like(x, c)`` is the constant c in the type of x.
+"""Type-preserving constants for Numba code: ``like(x, c)`` is the constant c in the type of x
+(of x's elements, for an array).
 
 A float literal in Numba code is float64, and float32 op float64 is float64: without this,
 every activation and loss written with literals would compute a float32 input in float64.
@@ -13,13 +14,13 @@ from numba.extending import overload
 
 def like(x, c):
     """c converted to the type of x (the pure-Python meaning of the Numba overload)."""
-    return type(x)(c)
+    return x.dtype.type(c) if hasattr(x, "dtype") and hasattr(x, "shape") else type(x)(c)
 
 
 @overload(like, inline="always")
 def _like(x, c):
-    if isinstance(x, types.Float):
-        ty = x
+    ty = x.dtype if isinstance(x, types.Array) else x
+    if isinstance(ty, types.Float):
 
         def impl(x, c):
             return ty(c)
