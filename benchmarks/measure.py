@@ -4,10 +4,11 @@ Step times. Each implementation's first call (compilation or JIT, plus one step)
 own and reported apart; one more step, timed, warms caches and allocators and sizes the
 measurement: an implementation whose warm step took t gets max(min_repeats, budget / t) timed
 steps. These are taken with ``time.perf_counter`` in ``ROUNDS`` interleaved rounds, each round
-running a block of consecutive steps of every implementation in turn (the order rotating), so
-that a slow spell of the machine hits all of them alike while the libraries' thread pools
-(OpenMP, OpenBLAS, Eigen), which spin for a while after their work, are switched only a few
-times. The reported time is the median of the timed steps.
+running a block of consecutive steps of every implementation in turn, in an order shuffled anew
+each round (a fixed order would always put the same predecessor, with its warm thread pools and
+its data in the caches, before each implementation). So a slow spell of the machine hits all
+of them alike, while the libraries' thread pools (OpenMP, OpenBLAS, Eigen) are switched only a
+few times. The reported time is the median of the timed steps.
 
 GEMM rate. The median time t of ``np.matmul`` of two N x N matrices (N = 2048) gives
 2 N^3 / t FLOP/s, for float64 and float32: what the BLAS reaches on this machine.
@@ -16,15 +17,17 @@ Memory. :func:`resident_bytes` reads the resident set from /proc/self/statm; :fu
 reads its high-water mark (VmHWM, the figure ``ru_maxrss`` reports for a process that did not
 inherit a larger one); :func:`reset_peak` resets that mark through /proc/self/clear_refs
 (Linux >= 4.0), which ``memory_probe.py`` uses to tell the peak of the first (compiling) step
-from that of a later step. Each (implementation, shape) is probed in a
-fresh process (see ``memory_probe.py``), so that one implementation's caches, pools and
-compiled code do not count against another.
+from that of a later step. Each (implementation, shape) is probed in a fresh process (see
+``memory_probe.py``), so that one implementation's caches, pools and compiled code do not
+count against another.
 """
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 import platform
+import random
 import time
 from typing import Callable
 
@@ -50,10 +53,11 @@ def interleaved_medians(steps: dict[str, Callable[[], None]], warm_times: dict[s
     wanted = {name: max(min_repeats, int(budget_s / max(warm_times[name], 1e-9)))
               for name in steps}
     times: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
+    shuffle = random.Random(0).shuffle
     for round_ in range(ROUNDS):
-        shift = round_ % len(order)
-        for name in order[shift:] + order[:shift]:
+        order = list(steps)
+        shuffle(order)
+        for name in order:
             while len(times[name]) < -(-wanted[name] * (round_ + 1) // ROUNDS):
                 times[name].append(time_call(steps[name]))
     return {name: {"median_s": float(np.median(ts)), "repeats": len(ts), "times_s": ts}
@@ -109,8 +113,8 @@ def machine() -> dict:
     versions = {}
     for name in ("numpy", "numba", "torch", "jax", "jaxlib"):
         try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
             "versions": versions, "date": datetime.datetime.now().isoformat(timespec="seconds")}

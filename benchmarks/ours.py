@@ -1,9 +1,9 @@
 """This project's step: one Euler step of meanfield-sim's integrator on its ParticleFlow.
 
-The flow computes v = -m dR/dtheta with its Numba kernels (forward pass, loss pass, velocity;
-accumulation in float64 whatever the storage dtype) and the integrator makes
-theta <- theta + dt v. :func:`make_step` is the only place that touches the package's config and
-integrator API, so that a change there is mended here alone.
+The flow computes v = -m dR/dtheta with its Numba kernels (forward pass, loss pass, velocity)
+in the case's dtype, and the integrator ("euler", step dt) makes theta <- theta + dt v on a
+state it keeps in float64. :func:`make_step` is the only place that touches the package's config
+and integrator API, so that a change there is mended here alone.
 """
 from __future__ import annotations
 

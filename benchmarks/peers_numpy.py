@@ -9,7 +9,7 @@ With Z = W X^T + b 1^T (R, m, n) materialised, S = sigma(Z), S' = sigma'(Z):
     C = (A G^T) * S'                   (R, m, n)
     v_w = -C X,   v_b = -C 1           (R, m, d), (R, m)
 
-then a, w, b <- a, w, b + dt v. Every array has the storage dtype (float32 stays float32).
+then a, w, b <- a, w, b + dt v. Every array, the state included, has the case's dtype.
 """
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_a_perturbed_project_step_fails_the_check(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAILED: the peers disagree with this project" in done.stdout
     result = json.loads((tmp_path / "check.json").read_text())
-    errors = [case["agreement"]["numpy"]["error"] for case in result["cases"]]
+    errors = [case["agreement"]["numpy"]["max_error"] for case in result["cases"]]
     assert np.allclose(errors, 1e-6, rtol=1e-3), errors
 
 
@@ -59,8 +59,15 @@ def test_disagreement_is_relative_to_the_step():
     spec.loader.exec_module(agreement)
     initial = np.random.default_rng(0).normal(size=(2, 5, 3))
     stepped = initial + 1e-3 * np.random.default_rng(1).normal(size=initial.shape)
-    assert agreement.disagreement(stepped, stepped, initial) == 0.0
-    wrong = agreement.perturbed(stepped, initial, 1e-6)
-    assert np.isclose(agreement.disagreement(stepped, wrong, initial), 1e-6, rtol=1e-6)
-    assert 1e-6 > agreement.TOLERANCE["float64"]
-    assert agreement.disagreement(stepped, np.full_like(stepped, np.nan), initial) == np.inf
+    assert agreement.disagreement(stepped, stepped, initial) == {"max_error": 0.0,
+                                                                  "rms_error": 0.0}
+    errors = agreement.disagreement(stepped, agreement.perturbed(stepped, initial, 1e-6), initial)
+    assert np.allclose(list(errors.values()), 1e-6, rtol=1e-6)
+    assert not agreement.check(errors, "float64")["ok"]
+    assert agreement.check(errors, "float32")["ok"]
+    one_particle = stepped.copy()
+    one_particle[1, 2, 0] += 2e-2 * np.abs(stepped - initial).max()
+    assert not agreement.check(agreement.disagreement(stepped, one_particle, initial),
+                               "float32")["ok"]
+    not_finite = agreement.disagreement(stepped, np.full_like(stepped, np.nan), initial)
+    assert not agreement.check(not_finite, "float32")["ok"]

@@ -133,7 +133,7 @@ class RungeKutta:
         shape = (self.tableau.stages, *theta.shape)
         if self._stack is None or self._stack.shape != shape or self._stack.dtype != theta.dtype:
             self._stack = np.empty(shape, dtype=theta.dtype)
-            self._y = np.empty_like(theta)
+            self._y = np.empty_like(theta) if self.tableau.stages > 1 else None
             self._weight = entry_weights(self.mask, theta.shape)
         return self._stack
 
