@@ -45,7 +45,7 @@ def use_blocked(d: int, k: int) -> bool:
     return d + k >= MIN_FEATURES
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def _activate_rows(z, bias, act_id, act_param):
     """z[i, :] <- sigma(z[i, :] + bias[i]) for every row (the particles of a tile)."""
     rows, cols = z.shape
@@ -57,7 +57,7 @@ def _activate_rows(z, bias, act_id, act_param):
         activate_tile(row, cols, act_id, act_param)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def _pair_terms(z, bias, coef, act_id, act_param, value, need_slope):
     """For a tile: value <- sigma(z + b) and, if ``need_slope``, z <- C = sigma'(z + b) o coef
     with coef = A_P G_Q^T (formed by BLAS beforehand)."""

@@ -33,12 +33,13 @@ from ..model.activations import (_flat, _flat_slope, _leaky, _leaky_slope, _relu
                                  _sigmoid, _sigmoid_slope, _softplus, _softplus_slope, _tanh,
                                  _tanh_slope, activate_tile, activate_tile_with_slope)
 from ..model.losses import binary_loss, softmax_ce
-from ..model.numeric import like
+from ..model.numeric import FAST, like
 
 TILE = 256          # entries of the reduction axis per tile
 DATA_BLOCK = 4      # data points per parallel work item of the forward pass
 PARTICLE_BLOCK = 16  # particles per parallel work item of _velocity_general
-FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: infinities must survive
+# error_model="numpy" on the pair kernels: a float division gives IEEE inf/nan instead of a
+# ZeroDivisionError check, whose branch kept every loop with a division (the sigmoid) scalar
 
 
 @njit(inline="always", cache=True)
@@ -77,7 +78,7 @@ def _outputs_1d(act_id, param, b, w, a, x, count):
     return _output_pass(_flat, param, b, w, a, x, count)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
 def forward(thetaT, x, k, act_id, act_param, scale, h_out):
     """h_out[r, j, :] = scale * sum_i a_ri sigma(w_ri . x_j + b_ri)   (h_out: float64)."""
     R, p, m = thetaT.shape
@@ -224,7 +225,7 @@ FLUSH = 64
 one (``_velocity_1d``): a float32 sum of at most 64 terms, then float64 across blocks."""
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
 def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w, train_b,
                  v_out):
     """:func:`velocity` for d = 1, k = 1: parallel over (replica, tile of ``TILE`` particles);
@@ -264,7 +265,74 @@ def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, tr
             v_out[r, i0 + t, 2] = speed * total_b[t] if train_b else 0.0
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
+def _velocity_tiles(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w,
+                    train_b, v_out):
+    """:func:`velocity` for small d and k in the loop order of ``_velocity_1d``: parallel over
+    (replica, tile of ``TILE`` particles); for each data point j the tile's z = b + W x_j, sigma
+    and sigma' fill L1 buffers, and c = sigma' (A g_j) and the accumulators are updated by
+    vector loops along the tile (d + k + 2 of them, each as long as the tile whatever n is).
+    Sums in the storage type over blocks of ``FLUSH`` data points, in float64 across blocks."""
+    R, p, m = thetaT.shape
+    d, n = xT.shape
+    need_slope = train_w or train_b
+    blocks = (m + TILE - 1) // TILE
+    flush = FLUSH if thetaT.itemsize < 8 else n
+    for rb in prange(R * blocks):
+        r = rb // blocks
+        i0 = (rb - r * blocks) * TILE
+        count = min(TILE, m - i0)
+        theta = thetaT[r, :, i0:i0 + count]
+        z = np.empty(count, dtype=thetaT.dtype)
+        value, c = np.empty_like(z), np.empty_like(z)
+        acc = np.empty((p, count), dtype=thetaT.dtype)
+        total = np.zeros((p, count))
+        for j0 in range(0, n, flush):
+            acc[:] = 0.0
+            for j in range(j0, min(j0 + flush, n)):
+                bias = theta[p - 1]
+                for t in range(count):
+                    z[t] = bias[t]
+                for l in range(d):
+                    xl, wl = xT[l, j], theta[k + l]
+                    for t in range(count):
+                        z[t] += wl[t] * xl
+                if need_slope:
+                    activate_tile_with_slope(z, value, count, act_id, act_param)  # z <- sigma'
+                    c[:] = 0.0
+                    for q in range(k):
+                        gq, aq = like(c, dualT[r, q, j]), theta[q]
+                        for t in range(count):
+                            c[t] += gq * aq[t]
+                    for t in range(count):
+                        c[t] *= z[t]
+                    for l in range(d):
+                        xl, row = xT[l, j], acc[k + l]
+                        for t in range(count):
+                            row[t] += c[t] * xl
+                    row = acc[p - 1]
+                    for t in range(count):
+                        row[t] += c[t]
+                else:
+                    for t in range(count):
+                        value[t] = z[t]
+                    activate_tile(value, count, act_id, act_param)
+                if train_a:
+                    for q in range(k):
+                        gq, row = like(c, dualT[r, q, j]), acc[q]
+                        for t in range(count):
+                            row[t] += gq * value[t]
+            for e in range(p):
+                for t in range(count):
+                    total[e, t] += acc[e, t]
+        speed = -math.exp(log_scale[r])
+        for e in range(p):
+            trained = train_a if e < k else (train_w if e < k + d else train_b)
+            for t in range(count):
+                v_out[r, i0 + t, e] = speed * total[e, t] if trained else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
 def _velocity_general(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w,
                       train_b, v_out):
     """:func:`velocity` for any d, k: parallel over (replica, block of ``PARTICLE_BLOCK``

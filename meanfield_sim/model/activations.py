@@ -24,11 +24,11 @@ import math
 from numba import njit
 
 from .fastexp import fast_exp, fast_exp_expm1, fast_expm1
-from .numeric import like
+from .numeric import kernel_function, like
 
 ACTIVATION_IDS = {"relu": 0, "leaky_relu": 1, "sigmoid": 2, "tanh": 3, "softplus": 4,
                   "flat_sigmoid": 5}
-_inline = njit(inline="always", cache=True)
+_inline = kernel_function
 
 
 @_inline
@@ -53,9 +53,9 @@ def _leaky_slope(z, param):
 
 @_inline
 def _sigmoid(z, param):
-    one = like(z, 1.0)
     e = fast_exp(-abs(z))  # never overflows
-    return one / (one + e) if z >= 0.0 else e / (one + e)
+    d = like(z, 1.0) / (like(z, 1.0) + e)  # one division: the costliest operation here
+    return d if z >= 0.0 else e * d
 
 
 @_inline

@@ -31,11 +31,21 @@ _C64 = tuple(1.0 / math.factorial(i) for i in range(14))   # 1/i!, i = 0..13
 _LN2_HI_64, _LN2_LO_64 = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 _LN2_HI_32, _LN2_LO_32 = 0.693145751953125, 1.428606765330187045e-06
 _LOG2E = 1.4426950408889634
-NO_REASSOC = {"nsz", "arcp", "contract"}
-"""Every function here is compiled on its own with these flags, whatever its caller's:
-reassociating (y - n hi) - n lo into y - n (hi + lo) would undo the exact reduction (measured:
-195 ulp at x = 700), and (s - 1) + s q into s (1 + q) - 1 the cancellation-free expm1. LLVM
-still inlines them into the caller's loop and vectorises it."""
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a b + c rounded once (llvm.fma). Also a fence: fastmath reassociation, which would undo
+    the exact reduction and the cancellation-free expm1, does not reach into an fma."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+    llvm_type = ir.DoubleType() if a == types.float64 else ir.FloatType()
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic(
+            "llvm.fma", [llvm_type], ir.FunctionType(llvm_type, [llvm_type] * 3))
+        return builder.call(fn, args)
+    return a(a, b, c), codegen
 
 
 @intrinsic
@@ -59,13 +69,13 @@ def exp_parts(x):
     raise NotImplementedError("exp_parts is for Numba-compiled code")
 
 
-@overload(exp_parts, jit_options={"fastmath": NO_REASSOC})
+@overload(exp_parts, inline="always")
 def _exp_parts(x):
     if x == types.float64:
         def impl64(x):
             y = min(max(x, -746.0), 710.0)
             n = np.floor(y * _LOG2E + 0.5)
-            r = (y - n * _LN2_HI_64) - n * _LN2_LO_64
+            r = _fma(-n, _LN2_LO_64, _fma(-n, _LN2_HI_64, y))
             p = _C64[13]
             p = _C64[12] + r * p
             p = _C64[11] + r * p
@@ -78,7 +88,7 @@ def _exp_parts(x):
             p = _C64[4] + r * p
             p = _C64[3] + r * p
             p = _C64[2] + r * p
-            q = r + r * (r * p)
+            q = _fma(r, r * p, r)
             half = np.floor(n * 0.5)
             k1, k2 = np.int64(half) + 1023, np.int64(n - half) + 1023
             s1, s2 = _float_from_bits(np.int64(k1 << 52)), _float_from_bits(np.int64(k2 << 52))
@@ -93,13 +103,13 @@ def _exp_parts(x):
         def impl32(x):
             y = min(max(x, lo_clamp), hi_clamp)
             n = np.floor(y * log2e + half_f)
-            r = (y - n * hi) - n * lo
+            r = _fma(-n, lo, _fma(-n, hi, y))
             p = c6 + r * c7
             p = c5 + r * p
             p = c4 + r * p
             p = c3 + r * p
             p = c2 + r * p
-            q = r + r * (r * p)
+            q = _fma(r, r * p, r)
             half = np.floor(n * half_f)
             k1, k2 = np.int64(half) + 127, np.int64(n - half) + 127
             s1, s2 = _float_from_bits(np.int32(k1 << 23)), _float_from_bits(np.int32(k2 << 23))
@@ -118,17 +128,17 @@ def fast_expm1(x):
     return np.expm1(x)
 
 
-@overload(fast_exp, jit_options={"fastmath": NO_REASSOC})
+@overload(fast_exp, inline="always")
 def _fast_exp(x):
     if isinstance(x, types.Float):
         def impl(x):
             s1, s2, q = exp_parts(x)
-            return (s1 + s1 * q) * s2  # the last product rounds into overflow or subnormals
+            return _fma(s1, q, s1) * s2  # the last product rounds into overflow or subnormals
         return impl
     return None
 
 
-@overload(fast_expm1, jit_options={"fastmath": NO_REASSOC})
+@overload(fast_expm1, inline="always")
 def _fast_expm1(x):
     if isinstance(x, types.Float):
         def impl(x):
@@ -142,13 +152,13 @@ def fast_exp_expm1(x):
     return np.exp(x), np.expm1(x)
 
 
-@overload(fast_exp_expm1, jit_options={"fastmath": NO_REASSOC})
+@overload(fast_exp_expm1, inline="always")
 def _fast_exp_expm1(x):
     if isinstance(x, types.Float):
         def impl(x):
             s1, s2, q = exp_parts(x)
             one = like(x, 1.0)
-            e = (s1 + s1 * q) * s2
-            return e, (e - one if x > like(x, 64.0) else (s1 * s2 - one) + (s1 * q) * s2)
+            e = _fma(s1, q, s1) * s2
+            return e, (e - one if x > like(x, 64.0) else _fma(s1 * q, s2, s1 * s2 - one))
         return impl
     return None

@@ -8,8 +8,20 @@ literal), resolved when the function is compiled, so it costs nothing at run tim
 """
 from __future__ import annotations
 
-from numba import types
+from numba import njit, types
 from numba.extending import overload
+
+
+FAST = {"reassoc", "contract", "nsz", "arcp"}
+"""The kernels' fastmath flags: sums may be reassociated and products contracted into
+multiply-adds; never nnan/ninf, so infinities and NaNs survive."""
+
+kernel_function = njit(inline="always", cache=True, fastmath=FAST, error_model="numpy")
+"""Decorator of the scalar functions kernels call per pair (activations, losses). A function
+passed to a kernel as an argument is compiled on its own, with its own flags, before LLVM
+inlines it, so it needs the kernels' flags itself: error_model="numpy" makes a float division
+IEEE (inf, nan) instead of a ZeroDivisionError check, whose branch kept any loop with a
+division (the sigmoid) from vectorising."""
 
 
 def like(x, c):
