@@ -37,11 +37,12 @@ LOSSES = ("logistic", "exponential", "softmax_ce")
 SCALINGS = ("mean_field", "standard")
 
 
-def _problem(activation, loss, scaling, train=("a", "w", "b"), bias=True, d=2):
+def _problem(activation, loss, scaling, train=("a", "w", "b"), bias=True, d=2, n=6):
     """d = 1 with a binary loss takes the kernels' fused one-dimensional path; d = 2 and
-    softmax_ce (k = 3) the general loops; d = 11 (d + k >= 12) the tiled matrix products of
+    softmax_ce (k = 3) the particle-tile loops for n = 6 and the data-tile loops for n = 40
+    (kernels.cpu.TILES_BELOW_N = 32); d = 11 (d + k >= 12) the tiled matrix products of
     kernels.blocked."""
-    cfg = ph.small_config(activation, loss, scaling, train, m=5, n=6, d=d, R=2,
+    cfg = ph.small_config(activation, loss, scaling, train, m=5, n=n, d=d, R=2,
                           extra={"model": {"bias": bias}})
     flow, theta0 = ph.build_flow(cfg)
     k = flow.spec.outputs
@@ -54,9 +55,9 @@ def _problem(activation, loss, scaling, train=("a", "w", "b"), bias=True, d=2):
 
 
 @functools.lru_cache(maxsize=None)
-def _fd_gradient(activation, loss, scaling, d=2):
+def _fd_gradient(activation, loss, scaling, d=2, n=6):
     """The finite-difference gradient does not depend on which groups train: compute it once."""
-    flow, theta = _problem(activation, loss, scaling, d=d)
+    flow, theta = _problem(activation, loss, scaling, d=d, n=n)
     return theta, ph.fd_risk_gradient(flow, theta, EPS)
 
 
@@ -80,14 +81,14 @@ def _check(flow, theta, fd, train):
         assert np.abs(fd[..., sl[g]]).max() > 1e-3, f"gradient of group {g} is ~0: test is vacuous"
 
 
-@pytest.mark.parametrize("d", (1, 2, 11))
+@pytest.mark.parametrize("d, n", ((1, 6), (2, 6), (2, 40), (11, 6)))
 @pytest.mark.parametrize("scaling", SCALINGS)
 @pytest.mark.parametrize("train", SUBSETS, ids=lambda t: "".join(t))
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("activation", ph.ACTIVATIONS)
-def test_velocity_matches_finite_differences(activation, loss, train, scaling, d):
-    theta, fd = _fd_gradient(activation, loss, scaling, d)
-    flow, _ = _problem(activation, loss, scaling, train, d=d)
+def test_velocity_matches_finite_differences(activation, loss, train, scaling, d, n):
+    theta, fd = _fd_gradient(activation, loss, scaling, d, n)
+    flow, _ = _problem(activation, loss, scaling, train, d=d, n=n)
     _check(flow, theta, fd, train)
 
 

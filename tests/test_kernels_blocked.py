@@ -80,3 +80,24 @@ def test_velocity_matches_the_loops(problem, dtype, act, train):
                                        atol=rtol * scale, err_msg=group)
         else:
             assert np.all(tiled[..., lo:hi] == 0.0), group
+
+
+@pytest.mark.parametrize("train", sorted(TRAIN))
+@pytest.mark.parametrize("dtype", (np.float64, np.float32))
+@pytest.mark.parametrize("act", sorted(ACTIVATION_IDS))
+def test_particle_tile_loops_match_the_data_tile_loops(dtype, act, train):
+    """The two loop orders of kernels.cpu for general d, k (n < TILES_BELOW_N picks the
+    particle-tile one): m = 600 spans three particle tiles, the last partial; same tolerances
+    as above (both sum in the storage type over short blocks, float64 across them)."""
+    rng = np.random.default_rng(8)
+    m, n, d, k = 600, 20, 3, 2
+    thetaT = rng.normal(size=(R, k + d + 1, m)).astype(dtype)
+    xT = rng.normal(size=(d, n)).astype(dtype)
+    dual = rng.uniform(-1.0, 1.0, size=(R, k, n)).astype(dtype)
+    args = (thetaT, xT, dual, np.array([0.1, -0.4]), k, ACTIVATION_IDS[act], 0.1, *TRAIN[train])
+    tiles, general = (np.full((R, m, k + d + 1), np.nan) for _ in range(2))
+    cpu._velocity_tiles(*args, tiles)
+    cpu._velocity_general(*args, general)
+    rtol = 1e-12 if dtype == np.float64 else 3e-5
+    assert np.abs(general).max() > 1e-3
+    np.testing.assert_allclose(tiles, general, rtol=0, atol=rtol * np.abs(general).max())

@@ -41,7 +41,7 @@ def test_kernel_disk_cache_tracks_the_model_sources():
     from meanfield_sim.kernels import blocked, cpu
 
     digest = cpu.kernel_source_digest()
-    assert len(cpu.JIT_KERNELS) == 4 and len(blocked.JIT_KERNELS) == 2
+    assert len(cpu.JIT_KERNELS) == 5 and len(blocked.JIT_KERNELS) == 2
     for kernel in cpu.JIT_KERNELS + blocked.JIT_KERNELS:
         assert kernel._cache._cache_file._source_stamp == digest
 

@@ -38,6 +38,9 @@ from ..model.numeric import FAST, like
 TILE = 256          # entries of the reduction axis per tile
 DATA_BLOCK = 4      # data points per parallel work item of the forward pass
 PARTICLE_BLOCK = 16  # particles per parallel work item of _velocity_general
+TILES_BELOW_N = 32
+"""n below which _velocity_tiles beats _velocity_general (measured on one core, d = 2 to 11,
+k = 1 and 3: 2.3x to 3.4x faster at n = 10, even at n = 30 to 50, 0.3x to 0.7x at n = 1000)."""
 # error_model="numpy" on the pair kernels: a float division gives IEEE inf/nan instead of a
 # ZeroDivisionError check, whose branch kept every loop with a division (the sigmoid) scalar
 
@@ -211,12 +214,15 @@ def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_
     plain gradient flow for s_m = 1. Frozen groups get velocity 0. v_out: (R, m, p).
 
     d = 1, k = 1 goes to :func:`_velocity_1d` (vector loops along particles, one fused loop per
-    data point); everything else to :func:`_velocity_general` (vector loops along data tiles),
-    which measured faster at d = 32.
+    data point); other shapes with n < ``TILES_BELOW_N`` to :func:`_velocity_tiles` (vector
+    loops along particles, a few per data point), the rest to :func:`_velocity_general` (vector
+    loops along data tiles).
     """
     args = (thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w, train_b)
     if k == 1 and xT.shape[0] == 1:
         return _velocity_1d(*args, v_out)
+    if xT.shape[1] < TILES_BELOW_N:
+        return _velocity_tiles(*args, v_out)
     return _velocity_general(*args, v_out)
 
 
@@ -398,13 +404,14 @@ def warm_up(dtype) -> None:
     """Compile every kernel of this module for storage type ``dtype`` (or load it from Numba's
     disk cache) on a one-particle, one-point problem: the signatures depend on the types only,
     so this covers every shape, activation and loss."""
-    for d in (1, 2):  # the fused d = 1 passes and the general loops
+    for d, n in ((1, 1), (2, 1), (2, TILES_BELOW_N)):  # the three velocity loop orders
         p = d + 2
-        thetaT, x = np.zeros((1, p, 1), dtype=dtype), np.zeros((1, d), dtype=dtype)
-        h, dual, scalars = np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((3, 1))
+        thetaT, x = np.zeros((1, p, 1), dtype=dtype), np.zeros((n, d), dtype=dtype)
+        h, dual, scalars = np.zeros((1, n, 1)), np.zeros((1, n, 1)), np.zeros((3, 1))
         forward(thetaT, x, 1, 0, 0.0, 1.0, h)
-        loss_pass(h, np.ones(1, dtype=np.int64), np.zeros(1), 0, dual, *scalars)
-        velocity(thetaT, np.ascontiguousarray(x.T), dual.astype(dtype), scalars[2], 1, 0, 0.0,
+        loss_pass(h, np.ones(n, dtype=np.int64), np.zeros(n), 0, dual, *scalars)
+        dualT = np.ascontiguousarray(dual.transpose(0, 2, 1), dtype=dtype)
+        velocity(thetaT, np.ascontiguousarray(x.T), dualT, scalars[2], 1, 0, 0.0,
                  True, True, True, np.zeros((1, 1, p)))  # into the float64 state's stage buffer
 
 
@@ -430,5 +437,5 @@ def stamp_disk_cache(*kernels) -> None:
             cache_file._source_stamp = digest
 
 
-JIT_KERNELS = (forward, loss_pass, _velocity_1d, _velocity_general)  # compiled, disk-cached
+JIT_KERNELS = (forward, loss_pass, _velocity_1d, _velocity_tiles, _velocity_general)  # compiled, disk-cached
 stamp_disk_cache(*JIT_KERNELS)
