@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stepper import (IntegrationError, IntegratorState, StepHook, VectorField, grid_times,
-                      nearest_step)
+from .stepper import (IntegrationError, IntegratorState, StepHook, VectorField, before_step,
+                      grid_times, nearest_step)
 
 
 @dataclass
@@ -59,11 +59,7 @@ class Optimizer:
             self._v = np.empty_like(state.theta)
         target = nearest_step(t_stop, c.dt)
         while state.step < target:
-            if self.between_steps is not None:
-                self.between_steps(state)
-            if state.step >= c.max_steps:
-                raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
-                                       f"t = {state.t:.6g} before t = {t_stop:.6g}")
+            before_step(state, self.between_steps, c.max_steps, t_stop)
             grad = -self.field.velocity(state.theta, self._v)
             update = self._update(state, grad)
             state.theta = state.theta - c.dt * update

@@ -66,6 +66,16 @@ class IntegrationError(RuntimeError):
     """The integration cannot continue (non-finite state, step size underflow, step limit)."""
 
 
+def before_step(state, between_steps: StepHook | None, max_steps: int, t_stop: float) -> None:
+    """What every integrator does before a step attempt: run the hook (stop requests,
+    heartbeat), then refuse a step beyond ``integrator.max_steps``."""
+    if between_steps is not None:
+        between_steps(state)
+    if state.step >= max_steps:
+        raise IntegrationError(f"integrator.max_steps = {max_steps} reached at "
+                               f"t = {state.t:.6g} before t = {t_stop:.6g}")
+
+
 @dataclass
 class StepControl:
     method: str = "dopri5"
@@ -186,11 +196,7 @@ class RungeKutta:
             return self._advance_fixed(state, t_stop)
         c, tab = self.control, self.tableau
         while state.t < t_stop:
-            if self.between_steps is not None:
-                self.between_steps(state)
-            if state.step >= c.max_steps:
-                raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
-                                       f"t = {state.t:.6g} before t = {t_stop:.6g}")
+            before_step(state, self.between_steps, c.max_steps, t_stop)
             remaining = t_stop - state.t
             dt = state.dt
             # a step within rounding of t_stop lands on it: t accumulates rounding errors, and
@@ -228,11 +234,7 @@ class RungeKutta:
         c = self.control
         target = nearest_step(t_stop, c.dt)
         while state.step < target:
-            if self.between_steps is not None:
-                self.between_steps(state)
-            if state.step >= c.max_steps:
-                raise IntegrationError(f"integrator.max_steps = {c.max_steps} reached at "
-                                       f"t = {state.t:.6g} before t = {t_stop:.6g}")
+            before_step(state, self.between_steps, c.max_steps, t_stop)
             y_new, _, finite = self.attempt(state, c.dt)
             if not finite:
                 raise IntegrationError(f"state became non-finite at t = {state.t:.6g} with "
