@@ -52,7 +52,7 @@ def use_blocked(d: int, k: int) -> bool:
 
 
 @njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
-def _forward_tiles(thetaT, x, k, act_id, act_param, scale, h_out):
+def _forward_blocks(thetaT, x, k, act_id, act_param, scale, h_out):
     """:func:`forward` on the tiles: parallel over (replica, particle tile), each tile's
     contribution S^T A_P to h kept apart and summed afterwards (in float64)."""
     R, p, m = thetaT.shape
@@ -85,7 +85,7 @@ def _forward_tiles(thetaT, x, k, act_id, act_param, scale, h_out):
 
 
 @njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
-def _velocity_tiles(thetaT, x, g, log_scale, k, act_id, act_param, train_a, train_w, train_b,
+def _velocity_blocks(thetaT, x, g, log_scale, k, act_id, act_param, train_a, train_w, train_b,
                     v_out):
     """:func:`velocity` on the tiles, parallel over (replica, particle tile); g (R, n, k) are
     the scaled dual weights in the storage type."""
@@ -134,7 +134,7 @@ def _velocity_tiles(thetaT, x, g, log_scale, k, act_id, act_param, train_a, trai
 def forward(thetaT, x, k, act_id, act_param, scale, h_out):
     """h_out[r, j, :] = scale * sum_i a_ri sigma(w_ri . x_j + b_ri), tile by tile."""
     with threadpool_limits(1, user_api="blas"):
-        _forward_tiles(thetaT, x, k, act_id, act_param, scale, h_out)
+        _forward_blocks(thetaT, x, k, act_id, act_param, scale, h_out)
 
 
 def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w, train_b,
@@ -143,7 +143,7 @@ def velocity(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_
     v_a = -S G, v_w = -C X, v_b = -C 1 summed over the data tiles (see the module docstring)."""
     g = np.ascontiguousarray(dualT.transpose(0, 2, 1), dtype=thetaT.dtype)
     with threadpool_limits(1, user_api="blas"):
-        _velocity_tiles(thetaT, np.ascontiguousarray(xT.T), g, log_scale, k, act_id, act_param,
+        _velocity_blocks(thetaT, np.ascontiguousarray(xT.T), g, log_scale, k, act_id, act_param,
                         train_a, train_w, train_b, v_out)
 
 
@@ -158,5 +158,5 @@ def warm_up(dtype) -> None:
              np.zeros((1, 1, 3)))
 
 
-JIT_KERNELS = (_forward_tiles, _velocity_tiles)  # compiled, disk-cached
+JIT_KERNELS = (_forward_blocks, _velocity_blocks)  # compiled, disk-cached
 cpu_kernels.stamp_disk_cache(*JIT_KERNELS)
