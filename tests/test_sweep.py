@@ -647,8 +647,8 @@ def test_rerun_skips_complete_tasks_and_changes_no_byte(swept, tmp_path):
     done = cli("sweep", swept["cfg"], "-o", folder, "--jobs", "2")
     assert done.returncode == 0, done.stderr + logs(folder)
     for task in swept["tasks"]:
-        assert re.search(rf"task {task.index} {re.escape(task.name)}: done", done.stderr), \
-            done.stderr
+        assert re.search(rf"task {task.index} {re.escape(task.name)}: complete already, "
+                         "skipped", done.stderr), done.stderr
     assert snapshot(outputs) == before
     one = cli("sweep", swept["cfg"], "-o", folder, "--index", "2")
     assert one.returncode == 0, one.stderr

@@ -16,7 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io.publish import Destination, OutputError
+from ..runner import resume_plan
 from ..signals import EXIT_DONE, EXIT_FAILED, EXIT_REQUEUE, StopSignals
+from .sweep import output_of
 
 
 def usable_cores() -> int:
@@ -48,6 +51,11 @@ def run_all(sweep, folder: Path, jobs: int, cli_args: list, stop: StopSignals,
         while pending or running:
             while pending and len(running) < jobs and stop.received is None:
                 task = pending.pop(0)
+                if complete_already(task, folder):
+                    outcomes.append(Outcome(task.index, task.name, EXIT_DONE, 0.0))
+                    report(f"[{len(outcomes)}/{len(sweep.tasks)}] task {task.index} "
+                           f"{task.name}: complete already, skipped")
+                    continue
                 log = open(Path(folder) / "logs" / f"{task.name}.log", "ab")
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "meanfield_sim.cli", "sweep", *cli_args,
@@ -74,6 +82,16 @@ def run_all(sweep, folder: Path, jobs: int, cli_args: list, stop: StopSignals,
             proc.wait()
             log.close()
     return sorted(outcomes, key=lambda o: o.index)
+
+
+def complete_already(task, folder: Path) -> bool:
+    """Whether the task's output is already its complete file (read from the files only; a
+    foreign or unreadable output is left to the task's own process, which reports it)."""
+    try:
+        plan = resume_plan(task.cfg, Destination(output_of(folder, task.name), False))
+    except OutputError:
+        return False
+    return plan.action == "complete"
 
 
 def _send(proc: subprocess.Popen, signum: int) -> None:
