@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from meanfield_sim.kernels.cpu import FAST
+from meanfield_sim.model.numeric import FAST
 from meanfield_sim.model.fastexp import fast_exp, fast_expm1
 
 RANGES = {np.float64: (-745.0, 709.7), np.float32: (-103.0, 88.7)}

@@ -102,8 +102,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "first_replica": Key((int,), 0, "global index of replica 0 (split one ensemble over jobs)",
                              _nonneg),
         "t_end": Key(_NUM, REQUIRED, "final physical time", _finite_positive),
-        "dtype": Key((str,), "float64", "precision of the network kernels' arithmetic and of the stored data (the "
-                     "state stays float64)",
+        "dtype": Key((str,), "float64",
+                     "precision of the network kernels' arithmetic and of the stored data "
+                     "(the state stays float64)",
                      choices=("float64", "float32")),
         "backend": Key((str,), "cpu", "kernel implementation", choices=("cpu",)),
         "threads": Key((int,), 0, "most threads the kernels use; 0 = all Numba has (small "

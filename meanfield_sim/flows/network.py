@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..kernels import choose_threads, get_backend
 from ..model.data import Dataset
 from ..model.network import NetworkSpec
 from .base import Evaluation, Series, GroupLayout
@@ -37,7 +36,7 @@ class ParticleFlow:
                  backend: str = "cpu", threads: int = 0):
         self.spec, self.data, self.replicas = spec, data, replicas
         self.dtype, self.backend = np.dtype(dtype), backend
-        self.kernels = get_backend(backend, spec.input_dim, spec.outputs)
+        self.kernels = kernels.get_backend(backend, spec.input_dim, spec.outputs)
         self.x = np.ascontiguousarray(data.x, dtype=self.dtype)
         self.xT = np.ascontiguousarray(self.x.T)
         self.label = np.ascontiguousarray(data.label, dtype=np.int64)
@@ -49,7 +48,7 @@ class ParticleFlow:
         self._risk, self._log_risk, self._log_scale = np.empty(R), np.empty(R), np.empty(R)
         trains = set(spec.train)
         self._train = ("a" in trains, "w" in trains, "b" in trains)
-        self.threads = choose_threads(replicas * spec.width * data.n, threads)
+        self.threads = kernels.choose_threads(replicas * spec.width * data.n, threads)
         self.outputs = spec.outputs
         self.train_mask = spec.train_mask()
         self._snapshot_ids = None

@@ -3,14 +3,15 @@
 Fixed step: every step has size dt (Euler with step dt is gradient descent with learning rate dt,
 in the flow's time units), and t = (number of steps) * dt. A record is taken at the step nearest
 its requested time, as for the optimisers: a step shortened to land on a record time would make
-the trajectory depend on the record schedule (and Euler no longer gradient descent). Adaptive (embedded pairs): the local error estimate
-err = dt * sum_s b_err_s k_s is measured in the RMS norm scaled by atol + rtol * max(|y|, |y_new|)
-over the trainable entries of each replica; replicas share one step, so the worst replica decides.
-A step is accepted when that norm is <= 1, and the next step is dt times the PI factor
-safety * err^-(1/q - 0.75 beta) * err_prev^beta (Hairer's DOPRI5 controller, beta = 0.04), clipped
-to [0.2, 5], q = ``order`` (the error estimate is O(dt^q): the lower-order solution of the pair
-has order q - 1), never growing right after a rejection; a rejected step shrinks by
-max(0.2, safety * err^(-1/q)).
+the trajectory depend on the record schedule (and Euler no longer gradient descent).
+
+Adaptive (embedded pairs): the local error estimate err = dt * sum_s b_err_s k_s is measured in the
+RMS norm scaled by atol + rtol * max(|y|, |y_new|) over the trainable entries of each replica;
+replicas share one step, so the worst replica decides. A step is accepted when that norm is <= 1,
+and the next step is dt times the PI factor safety * err^-(1/q - 0.75 beta) * err_prev^beta
+(Hairer's DOPRI5 controller, beta = 0.04), clipped to [0.2, 5], q = ``order`` (the error estimate
+is O(dt^q): the lower-order solution of the pair has order q - 1), never growing right after a
+rejection; a rejected step shrinks by max(0.2, safety * err^(-1/q)).
 
 Adaptive steps land on requested output times exactly (the step is clipped, and the controller's
 proposal is kept for the step after), so records need no interpolation.
@@ -123,12 +124,13 @@ class RungeKutta:
         self.tableau: Tableau = TABLEAUS[control.method]
         self.mask = train_mask
         self.between_steps = between_steps
-        self._stack: np.ndarray | None = None  # the stages k_s, stacked
-        self._y: np.ndarray | None = None
-        self._a = np.array([list(row) + [0.0] * (self.tableau.stages - len(row))
-                            for row in self.tableau.a])
-        self._b = np.array(self.tableau.b)
-        self._b_err = np.array(self.tableau.b_err or self.tableau.b)
+        self._stack: np.ndarray | None = None  # the stages k_s, stacked (S, *state shape)
+        self._y: np.ndarray | None = None       # the stage argument, for S > 1
+        self._weight: np.ndarray | None = None  # 1 / 0 per trainable / frozen state entry
+        tab = self.tableau
+        self._a = np.array([list(row) + [0.0] * (tab.stages - len(row)) for row in tab.a])
+        self._b = np.array(tab.b)
+        self._b_err = np.array(tab.b_err) if tab.adaptive else None
 
     def reached_times(self, times: np.ndarray) -> np.ndarray:
         """The distinct times ``advance`` stops at for requested record times: exactly those
@@ -150,7 +152,7 @@ class RungeKutta:
     def attempt(self, state: IntegratorState, dt: float) -> "Attempt":
         """One step of size dt from ``state``, which is unchanged."""
         tab, y0 = self.tableau, state.theta
-        k = stack = self._stages(y0)
+        k = self._stages(y0)
         y = self._y
         if self.field.constrained:
             self.field.begin_step(y0)
@@ -159,16 +161,16 @@ class RungeKutta:
         else:
             self.field.velocity(y0, k[0])
         for s in range(1, tab.stages):
-            combine(y, y0, stack, dt * self._a[s], s)
+            combine(y, y0, k, dt * self._a[s], s)
             self.field.velocity(y, k[s])
         y_new = np.empty_like(y0)
-        finite = combine(y_new, y0, stack, dt * self._b, tab.stages)
+        finite = combine(y_new, y0, k, dt * self._b, tab.stages)
         norms = None
         if tab.adaptive:
             norms = np.empty(y0.shape[0])
             c = self.control
             error_norms(per_replica(y0), per_replica(y_new),
-                        stack.reshape(tab.stages, y0.shape[0], -1), dt * self._b_err,
+                        k.reshape(tab.stages, y0.shape[0], -1), dt * self._b_err,
                         self._weight, c.atol, c.rtol, norms)
         return Attempt(y_new, norms, finite)
 

@@ -9,24 +9,26 @@ from types import ModuleType
 BACKENDS = ("cpu",)
 
 
+def _modules(name: str) -> tuple:
+    """Every kernel module of backend ``name``, the general one first."""
+    if name == "cpu":
+        from . import blocked, cpu
+        return cpu, blocked
+    raise ValueError(f"backend {name!r} is not available; choose one of {', '.join(BACKENDS)}")
+
+
 def get_backend(name: str, input_dim: int = 1, outputs: int = 1) -> ModuleType:
     """The kernel module for backend ``name`` and networks with d = ``input_dim`` inputs and
     k = ``outputs`` outputs."""
-    if name == "cpu":
-        from . import blocked, cpu
-        return blocked if blocked.use_blocked(input_dim, outputs) else cpu
-    raise ValueError(f"backend {name!r} is not available; choose one of {', '.join(BACKENDS)}")
+    loops, blocked = _modules(name)
+    return blocked if blocked.use_blocked(input_dim, outputs) else loops
 
 
 def warm_up(name: str, dtype) -> None:
     """Compile (or load from Numba's disk cache) every kernel that backend ``name`` may pick,
     for storage type ``dtype``: a sweep's first task then compiles what all its shapes need."""
-    if name == "cpu":
-        from . import blocked, cpu
-        cpu.warm_up(dtype)
-        blocked.warm_up(dtype)
-        return
-    raise ValueError(f"backend {name!r} is not available; choose one of {', '.join(BACKENDS)}")
+    for module in _modules(name):
+        module.warm_up(dtype)
 
 
 PAIRS_PER_THREAD = 100_000

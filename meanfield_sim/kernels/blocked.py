@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from ..model.activations import activate_tile, activate_tile_with_slope
 from . import cpu as cpu_kernels
-from ..model.numeric import FAST, like
+from ..model.numeric import KERNEL_OPTIONS, like
 
 PARTICLE_TILE = 256
 DATA_TILE = 1024
@@ -51,7 +51,7 @@ def use_blocked(d: int, k: int) -> bool:
     return d + k >= MIN_FEATURES
 
 
-@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
+@njit(parallel=True, **KERNEL_OPTIONS)
 def _forward_blocks(thetaT, x, k, act_id, act_param, scale, h_out):
     """:func:`forward` on the tiles: parallel over (replica, particle tile), each tile's
     contribution S^T A_P to h kept apart and summed afterwards (in float64)."""
@@ -84,7 +84,7 @@ def _forward_blocks(thetaT, x, k, act_id, act_param, scale, h_out):
                 h_out[r, j, q] = scale * total
 
 
-@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
+@njit(parallel=True, **KERNEL_OPTIONS)
 def _velocity_blocks(thetaT, x, g, log_scale, k, act_id, act_param, train_a, train_w, train_b,
                     v_out):
     """:func:`velocity` on the tiles, parallel over (replica, particle tile); g (R, n, k) are

@@ -33,7 +33,7 @@ from ..model.activations import (_flat, _flat_slope, _leaky, _leaky_slope, _relu
                                  _sigmoid, _sigmoid_slope, _softplus, _softplus_slope, _tanh,
                                  _tanh_slope, activate_tile, activate_tile_with_slope)
 from ..model.losses import binary_loss, softmax_ce
-from ..model.numeric import FAST, like
+from ..model.numeric import KERNEL_OPTIONS, like
 
 TILE = 256          # entries of the reduction axis per tile
 DATA_BLOCK = 4      # data points per parallel work item of the forward pass
@@ -41,8 +41,6 @@ PARTICLE_BLOCK = 16  # particles per parallel work item of _velocity_general
 TILES_BELOW_N = 32
 """n below which _velocity_tiles beats _velocity_general (measured on one core, d = 2 to 11,
 k = 1 and 3: 2.3x to 3.4x faster at n = 10, even at n = 30 to 50, 0.3x to 0.7x at n = 1000)."""
-# error_model="numpy" on the pair kernels: a float division gives IEEE inf/nan instead of a
-# ZeroDivisionError check, whose branch kept every loop with a division (the sigmoid) scalar
 
 
 @njit(inline="always", cache=True)
@@ -81,7 +79,7 @@ def _outputs_1d(act_id, param, b, w, a, x, count):
     return _output_pass(_flat, param, b, w, a, x, count)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
+@njit(parallel=True, **KERNEL_OPTIONS)
 def forward(thetaT, x, k, act_id, act_param, scale, h_out):
     """h_out[r, j, :] = scale * sum_i a_ri sigma(w_ri . x_j + b_ri)   (h_out: float64)."""
     R, p, m = thetaT.shape
@@ -231,7 +229,26 @@ FLUSH = 64
 one (``_velocity_1d``): a float32 sum of at most 64 terms, then float64 across blocks."""
 
 
-@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
+@njit(inline="always", cache=True)
+def _particle_tile(rb, blocks, m):
+    """(replica, first particle, particles) of parallel item rb over tiles of TILE particles."""
+    r = rb // blocks
+    i0 = (rb - r * blocks) * TILE
+    return r, i0, min(TILE, m - i0)
+
+
+@njit(inline="always", cache=True)
+def _write_velocity(v_out, r, i0, total, speed, k, d, train_a, train_w, train_b):
+    """v_out[r, i0 + t, e] = speed * total[e, t] for the trained groups of rows e, 0 for the
+    frozen ones."""
+    p, count = total.shape
+    for e in range(p):
+        trained = train_a if e < k else (train_w if e < k + d else train_b)
+        for t in range(count):
+            v_out[r, i0 + t, e] = speed * total[e, t] if trained else 0.0
+
+
+@njit(parallel=True, **KERNEL_OPTIONS)
 def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w, train_b,
                  v_out):
     """:func:`velocity` for d = 1, k = 1: parallel over (replica, tile of ``TILE`` particles);
@@ -245,33 +262,22 @@ def _velocity_1d(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, tr
     blocks = (m + TILE - 1) // TILE
     flush = FLUSH if thetaT.itemsize < 8 else n
     for rb in prange(R * blocks):
-        r = rb // blocks
-        i0 = (rb - r * blocks) * TILE
-        count = min(TILE, m - i0)
-        total_a, total_w, total_b = np.zeros(count), np.zeros(count), np.zeros(count)
-        acc_a = np.empty(count, dtype=thetaT.dtype)
-        acc_w, acc_b = np.empty_like(acc_a), np.empty_like(acc_a)
+        r, i0, count = _particle_tile(rb, blocks, m)
+        acc = np.empty((p, count), dtype=thetaT.dtype)  # rows a, w, b
+        total = np.zeros((p, count))
         a, w, b = (thetaT[r, 0, i0:i0 + count], thetaT[r, 1, i0:i0 + count],
                    thetaT[r, 2, i0:i0 + count])
         for j0 in range(0, n, flush):
-            acc_a[:] = 0.0
-            acc_w[:] = 0.0
-            acc_b[:] = 0.0
+            acc[:] = 0.0
             for j in range(j0, min(j0 + flush, n)):
                 _pairs_1d(act_id, act_param, b, w, a, xT[0, j], like(a, dualT[r, 0, j]),
-                          count, acc_a, acc_w, acc_b)
-            for t in range(count):
-                total_a[t] += acc_a[t]
-                total_w[t] += acc_w[t]
-                total_b[t] += acc_b[t]
-        speed = -math.exp(log_scale[r])
-        for t in range(count):
-            v_out[r, i0 + t, 0] = speed * total_a[t] if train_a else 0.0
-            v_out[r, i0 + t, 1] = speed * total_w[t] if train_w else 0.0
-            v_out[r, i0 + t, 2] = speed * total_b[t] if train_b else 0.0
+                          count, acc[0], acc[1], acc[2])
+            total += acc
+        _write_velocity(v_out, r, i0, total, -math.exp(log_scale[r]), 1, 1, train_a, train_w,
+                        train_b)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
+@njit(parallel=True, **KERNEL_OPTIONS)
 def _velocity_tiles(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w,
                     train_b, v_out):
     """:func:`velocity` for small d and k in the loop order of ``_velocity_1d``: parallel over
@@ -285,10 +291,9 @@ def _velocity_tiles(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a,
     blocks = (m + TILE - 1) // TILE
     flush = FLUSH if thetaT.itemsize < 8 else n
     for rb in prange(R * blocks):
-        r = rb // blocks
-        i0 = (rb - r * blocks) * TILE
-        count = min(TILE, m - i0)
+        r, i0, count = _particle_tile(rb, blocks, m)
         theta = thetaT[r, :, i0:i0 + count]
+        bias = theta[p - 1]
         z = np.empty(count, dtype=thetaT.dtype)
         value, c = np.empty_like(z), np.empty_like(z)
         acc = np.empty((p, count), dtype=thetaT.dtype)
@@ -296,7 +301,6 @@ def _velocity_tiles(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a,
         for j0 in range(0, n, flush):
             acc[:] = 0.0
             for j in range(j0, min(j0 + flush, n)):
-                bias = theta[p - 1]
                 for t in range(count):
                     z[t] = bias[t]
                 for l in range(d):
@@ -328,17 +332,12 @@ def _velocity_tiles(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a,
                         gq, row = like(c, dualT[r, q, j]), acc[q]
                         for t in range(count):
                             row[t] += gq * value[t]
-            for e in range(p):
-                for t in range(count):
-                    total[e, t] += acc[e, t]
-        speed = -math.exp(log_scale[r])
-        for e in range(p):
-            trained = train_a if e < k else (train_w if e < k + d else train_b)
-            for t in range(count):
-                v_out[r, i0 + t, e] = speed * total[e, t] if trained else 0.0
+            total += acc
+        _write_velocity(v_out, r, i0, total, -math.exp(log_scale[r]), k, d, train_a, train_w,
+                        train_b)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST, error_model="numpy")
+@njit(parallel=True, **KERNEL_OPTIONS)
 def _velocity_general(thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w,
                       train_b, v_out):
     """:func:`velocity` for any d, k: parallel over (replica, block of ``PARTICLE_BLOCK``
@@ -437,5 +436,6 @@ def stamp_disk_cache(*kernels) -> None:
             cache_file._source_stamp = digest
 
 
-JIT_KERNELS = (forward, loss_pass, _velocity_1d, _velocity_tiles, _velocity_general)  # compiled, disk-cached
+# compiled and cached on disk
+JIT_KERNELS = (forward, loss_pass, _velocity_1d, _velocity_tiles, _velocity_general)
 stamp_disk_cache(*JIT_KERNELS)

@@ -16,12 +16,17 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}
 """The kernels' fastmath flags: sums may be reassociated and products contracted into
 multiply-adds; never nnan/ninf, so infinities and NaNs survive."""
 
-kernel_function = njit(inline="always", cache=True, fastmath=FAST, error_model="numpy")
-"""Decorator of the scalar functions kernels call per pair (activations, losses). A function
-passed to a kernel as an argument is compiled on its own, with its own flags, before LLVM
-inlines it, so it needs the kernels' flags itself: error_model="numpy" makes a float division
-IEEE (inf, nan) instead of a ZeroDivisionError check, whose branch kept any loop with a
-division (the sigmoid) from vectorising."""
+KERNEL_OPTIONS = dict(cache=True, fastmath=FAST, error_model="numpy")
+"""Numba options of every function that runs per particle-data pair: the kernels
+(``njit(parallel=True, **KERNEL_OPTIONS)``) and the scalar functions they call
+(``kernel_function``). error_model="numpy" makes a float division IEEE (inf, nan) instead of a
+ZeroDivisionError check, whose branch kept any loop with a division (the sigmoid) from
+vectorising."""
+
+kernel_function = njit(inline="always", **KERNEL_OPTIONS)
+"""Decorator of the activations. A function passed to a kernel as an argument is compiled on
+its own, with its own options, before LLVM inlines it, so it needs the kernels' options
+itself."""
 
 
 def like(x, c):
