@@ -183,6 +183,7 @@ class _Run:
         self.start = time.perf_counter()
         self.out: RunFile | None = None
         self.state: IntegratorState | None = None
+        self.arrays = None  # the integrator's array operations (host or device memory)
         self.compile_seconds = 0.0
         self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
         self._next_beat = self._next_checkpoint = 0.0
@@ -201,9 +202,10 @@ class _Run:
                               f"{cfg['run']['replicas']}): {exc}") from None
         self.flow.warm_up()
         self.compile_seconds = time.perf_counter() - self.start
-        self.state = IntegratorState(theta=theta, dt=min(cfg["integrator"]["dt"],
-                                                         cfg["integrator"]["dt_max"]))
         integrator = make_integrator(self.flow, cfg["integrator"], self._between_steps)
+        self.arrays = integrator.arrays  # where the state lives: host or device memory
+        self.state = IntegratorState(theta=self.arrays.to_device(theta),
+                                     dt=min(cfg["integrator"]["dt"], cfg["integrator"]["dt_max"]))
         times = integrator.reached_times(record_times(cfg["record"], cfg["run"]["t_end"]))
         grid = evaluation_grid(cfg["record"]) if self.flow.supports_grid else None
         recorder = Recorder(self.flow, grid, self.flow.snapshot_layout(cfg),
@@ -227,7 +229,8 @@ class _Run:
         try:
             for index in range(self.out.n_records, len(times)):
                 integrator.advance(self.state, times[index])
-                frame = recorder.frame(self.state.theta, self.state.t, self.state.step)
+                frame = recorder.frame(self.arrays.to_host(self.state.theta), self.state.t,
+                                       self.state.step)
                 check_finite(frame)
                 self._write(self.out.append, frame, self.totals())
                 if index + 1 < len(times):  # with every record written, the run completes
@@ -357,10 +360,10 @@ class _Run:
     def _restore(self, ckpt: Checkpoint) -> None:
         """Put the integration where the checkpoint left it."""
         s = self.state
-        s.theta = ckpt.theta.astype(s.theta.dtype, copy=False)
+        s.theta = self.arrays.to_device(ckpt.theta.astype(np.float64, copy=False))
         s.t, s.step, s.dt, s.rejected, s.err_prev = (ckpt.t, ckpt.step, ckpt.dt, ckpt.rejected,
                                                      ckpt.err_prev)
-        s.k_first, s.moments = ckpt.k_first, dict(ckpt.moments)
+        s.k_first, s.moments = self.arrays.to_device(ckpt.k_first), dict(ckpt.moments)
         self.flow.grad_evals = ckpt.grad_evals
         self.wall_before = ckpt.wall_seconds
         self.checkpoint_t = ckpt.t
@@ -396,9 +399,10 @@ class _Run:
         began = time.perf_counter()
         self._write(self.out.flush, self.totals(state))
         ckpt = Checkpoint(config_mod.config_key(self.cfg), self.out.run_id, self.out.n_records,
-                          state.theta, state.t, state.step, state.dt, state.rejected,
-                          state.err_prev, self.flow.grad_evals, self.totals(state)["wall_seconds"],
-                          state.k_first, state.moments)
+                          self.arrays.to_host(state.theta), state.t, state.step, state.dt,
+                          state.rejected, state.err_prev, self.flow.grad_evals,
+                          self.totals(state)["wall_seconds"], self.arrays.to_host(state.k_first),
+                          state.moments)
         try:
             write_checkpoint(self.checkpoint_file, ckpt)
         except OSError as exc:

@@ -73,6 +73,9 @@ def _model_kind_rules(cfg: dict) -> None:
                               "network needs inputs (explicit, intervals or gaussian_mixture)")
         return
     kind = model["kind"]
+    if cfg["run"]["backend"] != "cpu":
+        raise ConfigError(f"run.backend = {cfg['run']['backend']!r}: model.kind = {kind!r} runs "
+                          "on the CPU only (its flow is NumPy); use 'cpu'")
     if cfg["run"]["dtype"] != "float64":
         raise ConfigError(f"run.dtype = {cfg['run']['dtype']!r}: model.kind = {kind!r} runs in "
                           "float64 only")
@@ -334,6 +337,10 @@ def _explicit_init_rules(cfg: dict, d: int, k: int) -> None:
 def _integrator_and_record_rules(cfg: dict, d: int) -> None:
     """Step bounds, record times within [0, t_end], snapshot size, evaluation grid of dim d."""
     integ, rec, m = cfg["integrator"], cfg["record"], cfg["model"]["width"]
+    if cfg["run"]["backend"] == "cuda" and integ["method"] in ("momentum", "adam"):
+        raise ConfigError(f"integrator.method = {integ['method']!r} runs on the CPU only; with "
+                          "run.backend = 'cuda' use a Runge-Kutta method (euler, heun, rk4, bs3,"
+                          " dopri5)")
     if integ["method"] in ADAPTIVE_METHODS and integ["dt_min"] >= integ["dt"]:
         raise ConfigError(f"integrator.dt_min = {integ['dt_min']} must be < integrator.dt = "
                           f"{integ['dt']} (the first trial step)")

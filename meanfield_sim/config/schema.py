@@ -106,7 +106,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      "precision of the network kernels' arithmetic and of the stored data "
                      "(the state stays float64)",
                      choices=("float64", "float32")),
-        "backend": Key((str,), "cpu", "kernel implementation", choices=("cpu",)),
+        "backend": Key((str,), "cpu", "where the network's kernels run: 'cpu' (Numba) or "
+                       "'cuda' (numba-cuda on a GPU: the 'cuda' extra; network models with "
+                       "Runge-Kutta integrators)", choices=("cpu", "cuda")),
         "threads": Key((int,), 0, "most threads the kernels use; 0 = all Numba has (small "
                        "problems use fewer: see kernels.choose_threads)", _nonneg),
         "checkpoint_seconds": Key(_NUM, 600.0, "wall-clock seconds between checkpoints "

@@ -9,11 +9,15 @@ from ..model.data import build_dataset
 
 def _network(cfg, data):
     from ..model.network import initial_particles, network_spec
-    from .network import ParticleFlow
     spec = network_spec(cfg)
-    dtype = np.dtype(cfg["run"]["dtype"])
-    flow = ParticleFlow(spec, data, cfg["run"]["replicas"], dtype=dtype,
-                        backend=cfg["run"]["backend"], threads=cfg["run"]["threads"])
+    dtype, run = np.dtype(cfg["run"]["dtype"]), cfg["run"]
+    if run["backend"] == "cuda":
+        from .device_network import DeviceParticleFlow
+        flow = DeviceParticleFlow(spec, data, run["replicas"], dtype=dtype)
+    else:
+        from .network import ParticleFlow
+        flow = ParticleFlow(spec, data, run["replicas"], dtype=dtype, backend=run["backend"],
+                            threads=run["threads"])
     return flow, initial_particles(cfg, spec, np.float64)  # the state is float64 (see flow)
 
 

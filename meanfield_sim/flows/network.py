@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ..kernels import cpu as cpu_kernels
 from ..model.data import Dataset
 from ..model.network import NetworkSpec
 from .base import Evaluation, Series, GroupLayout
@@ -71,13 +72,14 @@ class ParticleFlow:
 
     def evaluate_on(self, theta: np.ndarray, data: Dataset) -> tuple:
         """Outputs (R, n', k) and risk (R,) on other points ``data`` (a held-out test set),
-        with the training loss; fresh arrays."""
+        with the training loss; fresh host arrays (the loss pass on the host whatever the
+        backend: this is for records, not steps)."""
         outputs = self.outputs_at(theta, data.x)
         R, n, k = outputs.shape
         with np.errstate(divide="ignore"):
             log_weight = np.log(data.weight)
         risk, log_risk, log_scale = np.empty(R), np.empty(R), np.empty(R)
-        self.kernels.loss_pass(outputs, np.ascontiguousarray(data.label, dtype=np.int64),
+        cpu_kernels.loss_pass(outputs, np.ascontiguousarray(data.label, dtype=np.int64),
                                log_weight, self.spec.loss_id, np.empty((R, n, k)), risk,
                                log_risk, log_scale)
         return outputs, risk

@@ -71,3 +71,53 @@ def entry_weights(mask: np.ndarray, shape: tuple) -> np.ndarray:
     """(N,) 1.0 / 0.0 per entry of one replica of a state of ``shape``, from the train mask
     over its last axis."""
     return np.broadcast_to(mask.astype(np.float64), shape[1:]).ravel().copy()
+
+
+class HostArrays:
+    """What the integrators do with state arrays, for states in host memory (NumPy): make,
+    copy and assign arrays, the stage sums and the error norms. A backend whose state lives
+    elsewhere (``kernels.cuda.DeviceArrays``) offers the same methods; a flow names its own as
+    ``array_ops`` (None: these)."""
+
+    @staticmethod
+    def to_device(a):
+        return a
+
+    @staticmethod
+    def to_host(a):
+        return a
+
+    @staticmethod
+    def empty(shape, dtype=np.float64):
+        return np.empty(shape, dtype=dtype)
+
+    @staticmethod
+    def empty_like(a):
+        return np.empty_like(a)
+
+    @staticmethod
+    def copy(a):
+        return a.copy()
+
+    @staticmethod
+    def assign(dst, src) -> None:
+        dst[...] = src
+
+    @staticmethod
+    def combine(out, y0, stages, coefs, count) -> bool:
+        return combine(out, y0, stages, coefs, count)
+
+    @staticmethod
+    def error_norms(y0, y1, stages, coefs, weight, atol, rtol, out) -> None:
+        """``error_norms`` on whole states (R, ...) and stages (S, R, ...)."""
+        error_norms(per_replica(y0), per_replica(y1),
+                    stages.reshape(stages.shape[0], y0.shape[0], -1), coefs, weight, atol,
+                    rtol, out)
+
+
+HOST_ARRAYS = HostArrays()
+
+
+def array_ops(field_):
+    """The array operations for a flow's states: its ``array_ops``, or the host's."""
+    return getattr(field_, "array_ops", None) or HOST_ARRAYS

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arithmetic import HOST_ARRAYS
 from .stepper import (IntegrationError, IntegratorState, StepHook, VectorField, before_step,
                       grid_times, nearest_step)
 
@@ -45,6 +46,7 @@ class Optimizer:
                  between_steps: StepHook | None = None):
         self.field, self.control = field_, control
         self.between_steps = between_steps
+        self.arrays = HOST_ARRAYS  # NumPy states only (config refuses run.backend = "cuda")
         self._v = None
 
     def reached_times(self, times: np.ndarray) -> np.ndarray:

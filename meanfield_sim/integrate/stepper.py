@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 
-from .arithmetic import combine, entry_weights, error_norms, per_replica
+from .arithmetic import array_ops, entry_weights
 from .tableaus import TABLEAUS, Tableau
 
 
@@ -124,6 +124,7 @@ class RungeKutta:
         self.tableau: Tableau = TABLEAUS[control.method]
         self.mask = train_mask
         self.between_steps = between_steps
+        self.arrays = array_ops(field_)  # host (NumPy) or device arrays
         self._stack: np.ndarray | None = None  # the stages k_s, stacked (S, *state shape)
         self._y: np.ndarray | None = None       # the stage argument, for S > 1
         self._weight: np.ndarray | None = None  # 1 / 0 per trainable / frozen state entry
@@ -144,34 +145,34 @@ class RungeKutta:
         """The stage buffer (S, *theta.shape), allocated once per state shape."""
         shape = (self.tableau.stages, *theta.shape)
         if self._stack is None or self._stack.shape != shape or self._stack.dtype != theta.dtype:
-            self._stack = np.empty(shape, dtype=theta.dtype)
-            self._y = np.empty_like(theta) if self.tableau.stages > 1 else None
-            self._weight = entry_weights(self.mask, theta.shape)
+            ops = self.arrays
+            self._stack = ops.empty(shape, dtype=theta.dtype)
+            self._y = ops.empty_like(theta) if self.tableau.stages > 1 else None
+            self._weight = ops.to_device(entry_weights(self.mask, theta.shape))
         return self._stack
 
     def attempt(self, state: IntegratorState, dt: float) -> "Attempt":
         """One step of size dt from ``state``, which is unchanged."""
-        tab, y0 = self.tableau, state.theta
+        tab, y0, ops = self.tableau, state.theta, self.arrays
         k = self._stages(y0)
         y = self._y
         if self.field.constrained:
             self.field.begin_step(y0)
         if tab.fsal and state.k_first is not None:
-            k[0][...] = state.k_first
+            ops.assign(k[0], state.k_first)
         else:
             self.field.velocity(y0, k[0])
         for s in range(1, tab.stages):
-            combine(y, y0, k, dt * self._a[s], s)
+            ops.combine(y, y0, k, dt * self._a[s], s)
             self.field.velocity(y, k[s])
-        y_new = np.empty_like(y0)
-        finite = combine(y_new, y0, k, dt * self._b, tab.stages)
+        y_new = ops.empty_like(y0)
+        finite = ops.combine(y_new, y0, k, dt * self._b, tab.stages)
         norms = None
         if tab.adaptive:
             norms = np.empty(y0.shape[0])
             c = self.control
-            error_norms(per_replica(y0), per_replica(y_new),
-                        k.reshape(tab.stages, y0.shape[0], -1), dt * self._b_err,
-                        self._weight, c.atol, c.rtol, norms)
+            ops.error_norms(y0, y_new, k, dt * self._b_err, self._weight, c.atol, c.rtol,
+                            norms)
         return Attempt(y_new, norms, finite)
 
     PI_BETA = 0.04  # Hairer's DOPRI5 default: damps the step-size oscillation on stiff stretches
@@ -252,4 +253,4 @@ class RungeKutta:
         state.t = t_new
         state.step += 1
         reuse = self.tableau.fsal and not self.field.constrained
-        state.k_first = self._stack[-1].copy() if reuse else None
+        state.k_first = self.arrays.copy(self._stack[-1]) if reuse else None

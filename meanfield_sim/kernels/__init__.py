@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-BACKENDS = ("cpu",)
+BACKENDS = ("cpu", "cuda")
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend was asked for that this installation or machine cannot run."""
 
 
 def _modules(name: str) -> tuple:
@@ -14,13 +18,36 @@ def _modules(name: str) -> tuple:
     if name == "cpu":
         from . import blocked, cpu
         return cpu, blocked
+    if name == "cuda":
+        return (_cuda_module(),)
     raise ValueError(f"backend {name!r} is not available; choose one of {', '.join(BACKENDS)}")
+
+
+def _cuda_module() -> ModuleType:
+    """kernels.cuda, after checking that numba-cuda is installed and a GPU (or Numba's CUDA
+    simulator, NUMBA_ENABLE_CUDASIM=1) is there."""
+    import importlib.util
+
+    if importlib.util.find_spec("numba_cuda") is None:
+        raise BackendUnavailable("run.backend = 'cuda' needs numba-cuda, which is not "
+                                 "installed: pip install 'meanfield-sim[cuda]'")
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise BackendUnavailable("run.backend = 'cuda': no CUDA GPU or driver found "
+                                 "(numba.cuda.is_available() is False); use run.backend = 'cpu',"
+                                 " or NUMBA_ENABLE_CUDASIM=1 for Numba's (slow) CUDA simulator")
+    from . import cuda as cuda_kernels
+    return cuda_kernels
 
 
 def get_backend(name: str, input_dim: int = 1, outputs: int = 1) -> ModuleType:
     """The kernel module for backend ``name`` and networks with d = ``input_dim`` inputs and
     k = ``outputs`` outputs."""
-    loops, blocked = _modules(name)
+    modules = _modules(name)
+    if len(modules) == 1:
+        return modules[0]
+    loops, blocked = modules
     return blocked if blocked.use_blocked(input_dim, outputs) else loops
 
 
