@@ -18,6 +18,9 @@ from . import main
               help="Override a config value (TOML syntax), e.g. --set model.width=500. Repeatable.")
 @click.option("--seed", type=int, help="Same as --set run.seed=N.")
 @click.option("--replicas", type=int, help="Same as --set run.replicas=R.")
+@click.option("--backend", type=click.Choice(("cpu", "cuda")),
+              help="Same as --set run.backend=NAME: 'cuda' runs the network on a GPU "
+                   "(the 'cuda' extra).")
 @click.option("--force", is_flag=True,
               help="Replace OUTPUT if it exists (the old file stays until the new one is "
                    "complete).")
@@ -26,7 +29,7 @@ from . import main
                    "(OUTPUT.ckpt); without one, start it again; a complete OUTPUT is left as "
                    "it is.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
-def run(config_path, output, overrides, seed, replicas, force, resume, quiet):
+def run(config_path, output, overrides, seed, replicas, backend, force, resume, quiet):
     """Integrate the run described by CONFIG.toml and write its trajectory to an HDF5 file.
 
     \b
@@ -44,18 +47,20 @@ def run(config_path, output, overrides, seed, replicas, force, resume, quiet):
         raise click.UsageError("--force and --resume exclude each other: --force starts again "
                                "from t = 0, --resume continues")
     with StopSignals() as stop:  # from here on a stop signal ends the run cleanly
-        cfg = load_config(config_path, overrides, seed, replicas)
+        cfg = load_config(config_path, overrides, seed, replicas, backend)
         out = Path(output) if output else Path(Path(config_path).stem + ".h5")
         sys.exit(run_one(cfg, out, force=force, resume=resume, quiet=quiet, stop=stop))
 
 
-def load_config(config_path, overrides=(), seed=None, replicas=None) -> dict:
+def load_config(config_path, overrides=(), seed=None, replicas=None, backend=None) -> dict:
     """The resolved config with the command line's overrides; a usage error if invalid."""
     overrides = list(overrides)
     if seed is not None:
         overrides.append(f"run.seed={seed}")
     if replicas is not None:
         overrides.append(f"run.replicas={replicas}")
+    if backend is not None:
+        overrides.append(f'run.backend="{backend}"')
     try:
         return config_mod.load(config_path, overrides)
     except config_mod.ConfigError as exc:

@@ -39,25 +39,27 @@ class DeviceParticleFlow(ParticleFlow):
         self._h_dev = cuda.device_array((R, n, k), dtype=self.dtype)
         self._dualT = cuda.device_array((R, k, n), dtype=self.dtype)
         self._scalars_dev = [cuda.device_array(R) for _ in range(3)]  # risk, log risk, log scale
+        self._param = self.dtype.type(spec.activation_param)  # the pair kernels' scalars: in
+        # the storage type, so that float32 kernels hold no float64 at all
 
     def _device_layout(self, theta):
         """The kernels' (R, p, m) storage-type particles from a host or device state."""
         theta = self.array_ops.to_device(theta)
         K = self.kernels
-        self._layout[K.blocks_over(theta.shape[1], theta.shape[0]), K.THREADS](theta,
-                                                                                 self._thetaT)
+        self._layout[K.thread_grid(theta.shape[0] * theta.shape[1]), K.THREADS](theta,
+                                                                                self._thetaT)
         return self._thetaT
 
     def _outputs(self, thetaT, x, out) -> None:
         s, K = self.spec, self.kernels
-        self._forward[(x.shape[0], thetaT.shape[0]), K.THREADS](
-            thetaT, x, s.outputs, s.act_id, float(s.activation_param), float(s.scale), out)
+        self._forward[K.block_grid(x.shape[0] * thetaT.shape[0]), K.THREADS](
+            thetaT, x, s.outputs, s.act_id, self._param, self.dtype.type(s.scale), out)
 
     def _evaluate_device(self, thetaT) -> None:
         """Forward and loss pass on the device into the flow's device buffers."""
         K = self.kernels
         self._outputs(thetaT, self._x, self._h_dev)
-        K.loss_pass[thetaT.shape[0], K.THREADS](self._h_dev, self._label, self._log_weight,
+        K.loss_pass[K.block_grid(thetaT.shape[0]), K.THREADS](self._h_dev, self._label, self._log_weight,
                                                 self.spec.loss_id, self._dualT,
                                                 *self._scalars_dev)
 
@@ -74,9 +76,9 @@ class DeviceParticleFlow(ParticleFlow):
         K, s = self.kernels, self.spec
         thetaT = self._device_layout(theta)
         self._evaluate_device(thetaT)
-        grid = K.blocks_over(s.width, thetaT.shape[0])
+        grid = K.thread_grid(thetaT.shape[0] * s.width)
         self._velocity_sums[grid, K.THREADS](thetaT, self._xT, self._dualT, s.outputs, s.act_id,
-                                             float(s.activation_param), self._sums)
+                                             self._param, self._sums)
         K.write_velocity[grid, K.THREADS](self._sums, self._scalars_dev[2], self._trained, out)
         self.grad_evals += 1
         return out

@@ -43,6 +43,9 @@ each thread as a Python thread: 4 keep its tests fast and still stride, flush an
 FLUSH = 3 if SIMULATOR else 64
 """Terms a thread sums before adding them to its running total (3 under the simulator, so that
 tiny test problems cross several flushes)."""
+MAX_BLOCKS = 1 if SIMULATOR else 1 << 20
+"""Most blocks one launch asks for; every kernel strides over its items beyond the grid. (The
+simulator's cost is per block, so it gets one.)"""
 ROWS = 16  # accumulators per thread: outputs (forward) or velocity rows; more run in chunks
 
 
@@ -95,93 +98,99 @@ def pair_kernels(dtype) -> tuple:
 
     @cuda.jit
     def forward(thetaT, x, k, act_id, act_param, scale, h_out):
-        """h_out[r, j, q] = scale sum_i a_riq sigma(z_rij): block (j, r), threads over i."""
-        j, r, tid = cuda.blockIdx.x, cuda.blockIdx.y, cuda.threadIdx.x
-        p, m = thetaT.shape[1], thetaT.shape[2]
-        d = x.shape[1]
-        param = real(act_param)
+        """h_out[r, j, q] = scale sum_i a_riq sigma(z_rij): a block per (r, j) (grid-stride),
+        its threads striding over the particles. act_param and scale in the storage type."""
+        tid = cuda.threadIdx.x
+        R, p, m = thetaT.shape
+        n, d = x.shape
+        param = act_param
         partial = cuda.shared.array((ROWS, THREADS), real)
         acc = cuda.local.array(ROWS, real)
         total = cuda.local.array(ROWS, real)
-        for q0 in range(0, k, ROWS):
-            rows = min(ROWS, k - q0)
-            for q in range(rows):
-                acc[q] = 0
-                total[q] = 0
-            count = 0
-            for i in range(tid, m, THREADS):
-                z = thetaT[r, p - 1, i]
-                for l in range(d):
-                    z += thetaT[r, k + l, i] * x[j, l]
-                s = activation(z, act_id, param)
+        for item in range(cuda.blockIdx.x, R * n, cuda.gridDim.x):
+            r = item // n
+            j = item - r * n
+            for q0 in range(0, k, ROWS):
+                rows = min(ROWS, k - q0)
                 for q in range(rows):
-                    acc[q] += thetaT[r, q0 + q, i] * s
-                count += 1
-                if count == FLUSH:
+                    acc[q] = 0
+                    total[q] = 0
+                count = 0
+                for i in range(tid, m, THREADS):
+                    z = thetaT[r, p - 1, i]
+                    for l in range(d):
+                        z += thetaT[r, k + l, i] * x[j, l]
+                    s = activation(z, act_id, param)
                     for q in range(rows):
-                        total[q] += acc[q]
-                        acc[q] = 0
-                    count = 0
-            for q in range(rows):
-                partial[q, tid] = total[q] + acc[q]
-            block_sum(partial, rows)
-            if tid < rows:
-                h_out[r, j, q0 + tid] = real(scale) * partial[tid, 0]
+                        acc[q] += thetaT[r, q0 + q, i] * s
+                    count += 1
+                    if count == FLUSH:
+                        for q in range(rows):
+                            total[q] += acc[q]
+                            acc[q] = 0
+                        count = 0
+                for q in range(rows):
+                    partial[q, tid] = total[q] + acc[q]
+                block_sum(partial, rows)
+                for q in range(tid, rows, THREADS):
+                    h_out[r, j, q0 + q] = scale * partial[q, 0]
+                cuda.syncthreads()  # partial is refilled by the next chunk or item
 
     @cuda.jit
     def velocity_sums(thetaT, xT, dualT, k, act_id, act_param, sums):
         """sums[r, e, i]: rows a_q: sum_j g_rqj sigma(z_rij); rows w_l: sum_j c_rij x_jl;
-        row b: sum_j c_rij, with c = (g_rj . a_ri) sigma'(z_rij); a thread per (i, r)."""
-        r = cuda.blockIdx.y
-        i = cuda.blockIdx.x * THREADS + cuda.threadIdx.x
-        p, m = thetaT.shape[1], thetaT.shape[2]
-        d, n = xT.shape[0], xT.shape[1]
-        if i >= m:
-            return
-        param = real(act_param)
+        row b: sum_j c_rij, with c = (g_rj . a_ri) sigma'(z_rij); a thread per (r, i)
+        (grid-stride), walking all data points. act_param in the storage type."""
+        R, p, m = thetaT.shape
+        d, n = xT.shape
+        param = act_param
         acc = cuda.local.array(ROWS, real)
         total = cuda.local.array(ROWS, real)
-        bias = thetaT[r, p - 1, i]
-        for e0 in range(0, p, ROWS):
-            rows = min(ROWS, p - e0)
-            for e in range(rows):
-                acc[e] = 0
-                total[e] = 0
-            count = 0
-            for j in range(n):
-                z = bias
-                for l in range(d):
-                    z += thetaT[r, k + l, i] * xT[l, j]
-                s, slope = activation_and_slope(z, act_id, param)
-                c = real(0)
-                if e0 + rows > k:  # this chunk holds rows w or b
-                    for q in range(k):
-                        c += dualT[r, q, j] * thetaT[r, q, i]
-                    c *= slope
+        for item in range(cuda.grid(1), R * m, cuda.gridsize(1)):
+            r = item // m
+            i = item - r * m
+            bias = thetaT[r, p - 1, i]
+            for e0 in range(0, p, ROWS):
+                rows = min(ROWS, p - e0)
                 for e in range(rows):
-                    row = e0 + e
-                    if row < k:
-                        acc[e] += dualT[r, row, j] * s
-                    elif row < p - 1:
-                        acc[e] += c * xT[row - k, j]
-                    else:
-                        acc[e] += c
-                count += 1
-                if count == FLUSH:
+                    acc[e] = 0
+                    total[e] = 0
+                count = 0
+                for j in range(n):
+                    z = bias
+                    for l in range(d):
+                        z += thetaT[r, k + l, i] * xT[l, j]
+                    s, slope = activation_and_slope(z, act_id, param)
+                    c = real(0)
+                    if e0 + rows > k:  # this chunk holds rows w or b
+                        for q in range(k):
+                            c += dualT[r, q, j] * thetaT[r, q, i]
+                        c *= slope
                     for e in range(rows):
-                        total[e] += acc[e]
-                        acc[e] = 0
-                    count = 0
-            for e in range(rows):
-                sums[r, e0 + e, i] = total[e] + acc[e]
+                        row = e0 + e
+                        if row < k:
+                            acc[e] += dualT[r, row, j] * s
+                        elif row < p - 1:
+                            acc[e] += c * xT[row - k, j]
+                        else:
+                            acc[e] += c
+                    count += 1
+                    if count == FLUSH:
+                        for e in range(rows):
+                            total[e] += acc[e]
+                            acc[e] = 0
+                        count = 0
+                for e in range(rows):
+                    sums[r, e0 + e, i] = total[e] + acc[e]
 
     @cuda.jit
     def layout(theta, thetaT):
-        """thetaT[r, e, i] = theta[r, i, e] in the storage type: a thread per (i, r)."""
-        r = cuda.blockIdx.y
-        i = cuda.blockIdx.x * THREADS + cuda.threadIdx.x
-        if i < theta.shape[1]:
-            for e in range(theta.shape[2]):
+        """thetaT[r, e, i] = theta[r, i, e] in the storage type: a thread per (r, i)."""
+        R, m, p = theta.shape
+        for item in range(cuda.grid(1), R * m, cuda.gridsize(1)):
+            r = item // m
+            i = item - r * m
+            for e in range(p):
                 thetaT[r, e, i] = real(theta[r, i, e])
 
     return forward, velocity_sums, layout
@@ -189,12 +198,14 @@ def pair_kernels(dtype) -> tuple:
 
 @cuda.jit
 def write_velocity(sums, log_scale, trained, v_out):
-    """v_out[r, i, e] = -exp(log_scale[r]) sums[r, e, i] for trained rows e, else 0."""
-    r = cuda.blockIdx.y
-    i = cuda.blockIdx.x * THREADS + cuda.threadIdx.x
-    if i < v_out.shape[1]:
+    """v_out[r, i, e] = -exp(log_scale[r]) sums[r, e, i] for trained rows e, else 0: a thread
+    per (r, i) (grid-stride)."""
+    R, m, p = v_out.shape
+    for item in range(cuda.grid(1), R * m, cuda.gridsize(1)):
+        r = item // m
+        i = item - r * m
         speed = -math.exp(log_scale[r])
-        for e in range(v_out.shape[2]):
+        for e in range(p):
             v_out[r, i, e] = speed * float64(sums[r, e, i]) if trained[e] else 0.0
 
 
@@ -241,49 +252,56 @@ def _block_reduce(buffer, value, take_max):
 
 @cuda.jit
 def loss_pass(h, label, log_weight, loss_id, dualT, risk_out, log_risk_out, log_scale_out):
-    """:func:`meanfield_sim.kernels.cpu.loss_pass` on the device, a block per replica; the
+    """:func:`meanfield_sim.kernels.cpu.loss_pass` on the device, a block per replica
+    (grid-stride); the
     dual weights go to dualT (R, k, n) in the storage type, scaled into [-1, 1]."""
-    r, tid = cuda.blockIdx.x, cuda.threadIdx.x
-    n, k = h.shape[1], h.shape[2]
+    tid = cuda.threadIdx.x
+    R, n, k = h.shape
     buffer = cuda.shared.array(THREADS, float64)
-    hr = h[r]
-    top, top_term, risk = -math.inf, -math.inf, 0.0
-    for j in range(tid, n, THREADS):
-        lw = log_weight[j]
-        if lw == -math.inf:
-            continue
-        y = label[j]
-        loss, log_loss, lse_all, lse_other = _point_loss(hr, j, y, loss_id)
-        risk += math.exp(lw) * loss
-        top_term = max(top_term, lw + log_loss)
-        for q in range(k):
-            top = max(top, lw + _log_dual(hr, j, q, y, loss_id, lse_all, lse_other)[0])
-    top = _block_reduce(buffer, top, True)
-    top_term = _block_reduce(buffer, top_term, True)
-    risk = _block_reduce(buffer, risk, False)
-    terms = 0.0
-    for j in range(tid, n, THREADS):
-        lw = log_weight[j]
-        y = label[j]
-        if lw == -math.inf:
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        hr = h[r]
+        top, top_term, risk = -math.inf, -math.inf, 0.0
+        for j in range(tid, n, THREADS):
+            lw = log_weight[j]
+            if lw == -math.inf:
+                continue
+            y = label[j]
+            loss, log_loss, lse_all, lse_other = _point_loss(hr, j, y, loss_id)
+            risk += math.exp(lw) * loss
+            top_term = max(top_term, lw + log_loss)
             for q in range(k):
-                dualT[r, q, j] = 0
-            continue
-        loss, log_loss, lse_all, lse_other = _point_loss(hr, j, y, loss_id)
-        terms += math.exp(lw + log_loss - top_term)
-        for q in range(k):
-            log_mag, sign = _log_dual(hr, j, q, y, loss_id, lse_all, lse_other)
-            dualT[r, q, j] = sign * math.exp(lw + log_mag - top)
-    terms = _block_reduce(buffer, terms, False)
-    if tid == 0:
-        log_scale_out[r] = top
-        risk_out[r] = risk
-        log_risk_out[r] = top_term + math.log(terms)
+                top = max(top, lw + _log_dual(hr, j, q, y, loss_id, lse_all, lse_other)[0])
+        top = _block_reduce(buffer, top, True)
+        top_term = _block_reduce(buffer, top_term, True)
+        risk = _block_reduce(buffer, risk, False)
+        terms = 0.0
+        for j in range(tid, n, THREADS):
+            lw = log_weight[j]
+            y = label[j]
+            if lw == -math.inf:
+                for q in range(k):
+                    dualT[r, q, j] = 0
+                continue
+            loss, log_loss, lse_all, lse_other = _point_loss(hr, j, y, loss_id)
+            terms += math.exp(lw + log_loss - top_term)
+            for q in range(k):
+                log_mag, sign = _log_dual(hr, j, q, y, loss_id, lse_all, lse_other)
+                dualT[r, q, j] = sign * math.exp(lw + log_mag - top)
+        terms = _block_reduce(buffer, terms, False)
+        if tid == 0:
+            log_scale_out[r] = top
+            risk_out[r] = risk
+            log_risk_out[r] = top_term + math.log(terms)
 
 
-def blocks_over(count: int, replicas: int) -> tuple:
-    """Grid (blocks along ``count`` items, replicas) for one thread per item."""
-    return (max(1, (count + THREADS - 1) // THREADS), replicas)
+def thread_grid(items: int) -> int:
+    """Blocks of a launch with one thread per item (the kernels stride beyond the grid)."""
+    return max(1, min(MAX_BLOCKS, (items + THREADS - 1) // THREADS))
+
+
+def block_grid(items: int) -> int:
+    """Blocks of a launch with one block per item (the kernels stride beyond the grid)."""
+    return max(1, min(MAX_BLOCKS, items))
 
 
 def warm_up(dtype) -> None:
@@ -291,16 +309,17 @@ def warm_up(dtype) -> None:
     the kernels specialise on types only, so this covers every shape, activation and loss."""
     real = np.dtype(dtype)
     forward, velocity_sums, layout = pair_kernels(real)
-    grid = blocks_over(1, 1)
+    grid = thread_grid(1)
     thetaT, sums = cuda.device_array((1, 3, 1), real), cuda.device_array((1, 3, 1), real)
     layout[grid, THREADS](cuda.to_device(np.zeros((1, 1, 3))), thetaT)
     x = cuda.to_device(np.zeros((1, 1), real))
     h, dualT = cuda.device_array((1, 1, 1), real), cuda.device_array((1, 1, 1), real)
-    forward[(1, 1), THREADS](thetaT, x, 1, 0, 0.0, 1.0, h)
+    zero, one = real.type(0.0), real.type(1.0)
+    forward[1, THREADS](thetaT, x, 1, 0, zero, one, h)
     risk, log_risk, log_scale = (cuda.device_array(1) for _ in range(3))
     loss_pass[1, THREADS](h, cuda.to_device(np.ones(1, np.int64)), cuda.to_device(np.zeros(1)),
                           0, dualT, risk, log_risk, log_scale)
-    velocity_sums[grid, THREADS](thetaT, x, dualT, 1, 0, 0.0, sums)
+    velocity_sums[grid, THREADS](thetaT, x, dualT, 1, 0, zero, sums)
     write_velocity[grid, THREADS](sums, log_scale, cuda.to_device(np.ones(3, np.int8)),
                                   cuda.device_array((1, 1, 3)))
     y = cuda.device_array((1, 3))
@@ -315,8 +334,7 @@ def warm_up(dtype) -> None:
 def _combine(out, y0, stages, coefs, count, bad):
     """out = y0 + sum_{s < count, coefs[s] != 0} coefs[s] stages[s] (flat arrays), in that
     order; bad[0] = 1 if an entry of out is not finite."""
-    i = cuda.grid(1)
-    if i < out.shape[0]:
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         v = y0[i]
         for s in range(count):
             if coefs[s] != 0.0:
@@ -328,21 +346,22 @@ def _combine(out, y0, stages, coefs, count, bad):
 
 @cuda.jit
 def _error_norms(y0, y1, stages, coefs, weight, atol, rtol, trained, out):
-    """out[r] = sqrt(sum_i weight_i ratio_ri^2 / trained), a block per replica (see
+    """out[r] = sqrt(sum_i weight_i ratio_ri^2 / trained), a block per replica (grid-stride; see
     integrate.arithmetic.error_norms)."""
-    r, tid = cuda.blockIdx.x, cuda.threadIdx.x
+    tid = cuda.threadIdx.x
     buffer = cuda.shared.array(THREADS, float64)
-    total = 0.0
-    for i in range(tid, y0.shape[1], THREADS):
-        err = 0.0
-        for s in range(stages.shape[0]):
-            if coefs[s] != 0.0:
-                err += coefs[s] * stages[s, r, i]
-        ratio = err / (atol + rtol * max(abs(y0[r, i]), abs(y1[r, i])))
-        total += weight[i] * ratio * ratio
-    total = _block_reduce(buffer, total, False)
-    if tid == 0:
-        out[r] = math.sqrt(total / trained) if trained > 0.0 else 0.0
+    for r in range(cuda.blockIdx.x, y0.shape[0], cuda.gridDim.x):
+        total = 0.0
+        for i in range(tid, y0.shape[1], THREADS):
+            err = 0.0
+            for s in range(stages.shape[0]):
+                if coefs[s] != 0.0:
+                    err += coefs[s] * stages[s, r, i]
+            ratio = err / (atol + rtol * max(abs(y0[r, i]), abs(y1[r, i])))
+            total += weight[i] * ratio * ratio
+        total = _block_reduce(buffer, total, False)
+        if tid == 0:
+            out[r] = math.sqrt(total / trained) if trained > 0.0 else 0.0
 
 
 def _is_device(a) -> bool:
@@ -391,7 +410,7 @@ class DeviceArrays:
             self._bad.copy_to_device(np.zeros(1, dtype=np.int32))
         size = out.size
         flat = stages.reshape(stages.shape[0], size)
-        _combine[(size + THREADS - 1) // THREADS, THREADS](
+        _combine[thread_grid(size), THREADS](
             out.reshape(size), y0.reshape(size), flat, cuda.to_device(np.asarray(coefs)),
             count, self._bad)
         return int(self._bad.copy_to_host()[0]) == 0
@@ -400,7 +419,7 @@ class DeviceArrays:
         R = y0.shape[0]
         N = y0.size // R
         norms = cuda.device_array(R)
-        _error_norms[R, THREADS](y0.reshape(R, N), y1.reshape(R, N),
+        _error_norms[block_grid(R), THREADS](y0.reshape(R, N), y1.reshape(R, N),
                                  stages.reshape(stages.shape[0], R, N),
                                  cuda.to_device(np.asarray(coefs)), weight, atol, rtol,
                                  float(weight.copy_to_host().sum()), norms)
