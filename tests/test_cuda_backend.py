@@ -159,13 +159,15 @@ def test_kernels_chunk_more_rows_than_a_thread_holds(d, k, n):
 
 
 def _network_config(**run):
+    """A smooth activation: with ReLU's kinks dopri5 rejects many steps (311 steps and 4649
+    evaluations to t = 2 against tanh's 12 and 73), too many for the simulator."""
     cfg = config_mod.loads(textwrap.dedent("""\
         [run]
         t_end = 2.0
         replicas = 2
         [model]
         width = 6
-        activation = "relu"
+        activation = "tanh"
         [data]
         kind = "explicit"
         x = [-1.0, -0.3, 0.4, 1.0, 0.7]
@@ -189,7 +191,7 @@ def test_a_whole_run_on_the_device_follows_the_cpu_run(tmp_path, method):
     for backend in ("cpu", "cuda"):
         cfg = _network_config(backend=backend)
         cfg["integrator"]["method"] = method
-        cfg["integrator"]["dt"] = 0.05
+        cfg["integrator"]["dt"] = 0.1
         files[backend] = tmp_path / f"{backend}.h5"
         runner.run(cfg, files[backend])
     ds_cpu, ds_gpu = open_run(files["cpu"]), open_run(files["cuda"])
