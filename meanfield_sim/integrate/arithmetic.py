@@ -104,7 +104,9 @@ class HostArrays:
         dst[...] = src
 
     @staticmethod
-    def combine(out, y0, stages, coefs, count) -> bool:
+    def combine(out, y0, stages, coefs, count, check: bool = True) -> bool:
+        """``combine``; whether out is all finite (on the host the check costs nothing, so it
+        is always made)."""
         return combine(out, y0, stages, coefs, count)
 
     @staticmethod

@@ -163,7 +163,7 @@ class RungeKutta:
         else:
             self.field.velocity(y0, k[0])
         for s in range(1, tab.stages):
-            ops.combine(y, y0, k, dt * self._a[s], s)
+            ops.combine(y, y0, k, dt * self._a[s], s, check=False)
             self.field.velocity(y, k[s])
         y_new = ops.empty_like(y0)
         finite = ops.combine(y_new, y0, k, dt * self._b, tab.stages)

@@ -345,14 +345,15 @@ def _combine(out, y0, stages, coefs, count, bad):
 
 
 @cuda.jit
-def _error_norms(y0, y1, stages, coefs, weight, atol, rtol, trained, out):
-    """out[r] = sqrt(sum_i weight_i ratio_ri^2 / trained), a block per replica (grid-stride; see
-    integrate.arithmetic.error_norms)."""
+def _error_norms(y0, y1, stages, coefs, weight, atol, rtol, out):
+    """out[r] = sqrt(sum_i weight_i ratio_ri^2 / sum_i weight_i), a block per replica
+    (grid-stride; see integrate.arithmetic.error_norms)."""
     tid = cuda.threadIdx.x
     buffer = cuda.shared.array(THREADS, float64)
     for r in range(cuda.blockIdx.x, y0.shape[0], cuda.gridDim.x):
-        total = 0.0
+        total, trained = 0.0, 0.0
         for i in range(tid, y0.shape[1], THREADS):
+            trained += weight[i]
             err = 0.0
             for s in range(stages.shape[0]):
                 if coefs[s] != 0.0:
@@ -360,6 +361,7 @@ def _error_norms(y0, y1, stages, coefs, weight, atol, rtol, trained, out):
             ratio = err / (atol + rtol * max(abs(y0[r, i]), abs(y1[r, i])))
             total += weight[i] * ratio * ratio
         total = _block_reduce(buffer, total, False)
+        trained = _block_reduce(buffer, trained, False)
         if tid == 0:
             out[r] = math.sqrt(total / trained) if trained > 0.0 else 0.0
 
@@ -403,17 +405,19 @@ class DeviceArrays:
     def assign(dst, src) -> None:
         dst.copy_to_device(src)
 
-    def combine(self, out, y0, stages, coefs, count) -> bool:
+    def combine(self, out, y0, stages, coefs, count, check: bool = True) -> bool:
+        """out = y0 + sum_s coefs[s] stages[s]; whether out is all finite (with ``check``: the
+        flag is copied back only then; otherwise True)."""
         if self._bad is None:
             self._bad = cuda.to_device(np.zeros(1, dtype=np.int32))
-        else:
+        elif check:
             self._bad.copy_to_device(np.zeros(1, dtype=np.int32))
         size = out.size
         flat = stages.reshape(stages.shape[0], size)
         _combine[thread_grid(size), THREADS](
             out.reshape(size), y0.reshape(size), flat, cuda.to_device(np.asarray(coefs)),
             count, self._bad)
-        return int(self._bad.copy_to_host()[0]) == 0
+        return int(self._bad.copy_to_host()[0]) == 0 if check else True
 
     def error_norms(self, y0, y1, stages, coefs, weight, atol, rtol, out) -> None:
         R = y0.shape[0]
@@ -421,8 +425,7 @@ class DeviceArrays:
         norms = cuda.device_array(R)
         _error_norms[block_grid(R), THREADS](y0.reshape(R, N), y1.reshape(R, N),
                                  stages.reshape(stages.shape[0], R, N),
-                                 cuda.to_device(np.asarray(coefs)), weight, atol, rtol,
-                                 float(weight.copy_to_host().sum()), norms)
+                                 cuda.to_device(np.asarray(coefs)), weight, atol, rtol, norms)
         out[...] = norms.copy_to_host()
 
 
