@@ -84,6 +84,18 @@ def pair_kernels(dtype) -> tuple:
     real = NUMBA_TYPES[np.dtype(dtype)]
 
     @cuda.jit(device=True)
+    def counted(acc, total, rows, count):
+        """One more term is in acc: every FLUSH terms acc[:rows] moves into total[:rows] (the
+        two-level sum of the module docstring); returns the new count."""
+        count += 1
+        if count < FLUSH:
+            return count
+        for q in range(rows):
+            total[q] += acc[q]
+            acc[q] = 0
+        return 0
+
+    @cuda.jit(device=True)
     def block_sum(buffer, rows):
         """buffer[q, 0] <- sum over threads of buffer[q, :] (pairwise tree), q < rows."""
         tid = cuda.threadIdx.x
@@ -123,12 +135,7 @@ def pair_kernels(dtype) -> tuple:
                     s = activation(z, act_id, param)
                     for q in range(rows):
                         acc[q] += thetaT[r, q0 + q, i] * s
-                    count += 1
-                    if count == FLUSH:
-                        for q in range(rows):
-                            total[q] += acc[q]
-                            acc[q] = 0
-                        count = 0
+                    count = counted(acc, total, rows, count)
                 for q in range(rows):
                     partial[q, tid] = total[q] + acc[q]
                 block_sum(partial, rows)
@@ -174,12 +181,7 @@ def pair_kernels(dtype) -> tuple:
                             acc[e] += c * xT[row - k, j]
                         else:
                             acc[e] += c
-                    count += 1
-                    if count == FLUSH:
-                        for e in range(rows):
-                            total[e] += acc[e]
-                            acc[e] = 0
-                        count = 0
+                    count = counted(acc, total, rows, count)
                 for e in range(rows):
                     sums[r, e0 + e, i] = total[e] + acc[e]
 
