@@ -3,9 +3,9 @@
 :mod:`meanfield_sim.kernels.cuda` on device arrays.
 
 The integrator's state, stages and FSAL stage are float64 device arrays (its arithmetic is
-``kernels.cuda.DEVICE_ARRAYS``); an evaluation copies nothing between host and device but the
-R log-scales it needs for no host decision, so a step moves only its finite flag and error
-norms to the host. Records and checkpoints copy the state to the host (``to_host``), and
+``kernels.cuda.DEVICE_ARRAYS``); ``velocity`` copies nothing between host and device (the
+log-scales stay on the device too), so a step moves only its finite flag and error norms to
+the host. Records and checkpoints copy the state to the host (``to_host``), and
 ``evaluate``, ``outputs_at`` and ``evaluate_on`` accept host or device states and return host
 arrays, for the recorder.
 """

@@ -255,8 +255,10 @@ def _block_reduce(buffer, value, take_max):
 @cuda.jit
 def loss_pass(h, label, log_weight, loss_id, dualT, risk_out, log_risk_out, log_scale_out):
     """:func:`meanfield_sim.kernels.cpu.loss_pass` on the device, a block per replica
-    (grid-stride); the
-    dual weights go to dualT (R, k, n) in the storage type, scaled into [-1, 1]."""
+    (grid-stride); the dual weights go to dualT (R, k, n) in the storage type, scaled into
+    [-1, 1]. Two passes over the points: the first finds the largest log-magnitudes, the second
+    recomputes each point's loss (O(n k), against a scratch array of n entries per replica)
+    and scales by them."""
     tid = cuda.threadIdx.x
     R, n, k = h.shape
     buffer = cuda.shared.array(THREADS, float64)
