@@ -34,7 +34,7 @@ from numba.extending import overload
 
 from ..model import fastexp
 from ..model.activations import activation, activation_and_slope
-from ..model.losses import binary_loss, log_softplus, logsumexp_except, softplus
+from ..model.losses import binary_loss, logsumexp_except, softplus_terms
 
 SIMULATOR = bool(cuda_config.ENABLE_CUDASIM)  # Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)
 THREADS = 4 if SIMULATOR else 128
@@ -229,7 +229,8 @@ def _point_loss(h, j, y, loss_id):
         lse_all = _logsumexp_except(h[j], -1)
         lse_other = _logsumexp_except(h[j], y)
         v = lse_other - float64(h[j, y])
-        return softplus(v), log_softplus(v), lse_all, lse_other
+        loss, log_loss, _ = softplus_terms(v)
+        return loss, log_loss, lse_all, lse_other
     loss, log_loss, _ = binary_loss(y * float64(h[j, 0]), loss_id)
     return loss, log_loss, 0.0, 0.0
 

@@ -21,31 +21,42 @@ import math
 from numba import njit
 
 LOSS_IDS = {"logistic": 0, "exponential": 1, "softmax_ce": 2}
+_LOG2 = math.log(2.0)
+
+
+@njit(inline="always", cache=True)
+def softplus_terms(v):
+    """(softplus(v), log softplus(v), log1p(exp(-|v|))) from one exp and one log1p, where
+    softplus(v) = log(1 + exp(v)) = max(v, 0) + log1p(exp(-|v|)) (no overflow, no cancellation).
+
+    log softplus is exact for v -> -inf where softplus underflows: for v < -30,
+    log(log1p(e)) = v + log1p(-e/2 + e^2/3 - ...) = v - e/2 to rounding, e = exp(v) < 1e-13."""
+    e = math.exp(-abs(v))
+    tail = math.log1p(e)
+    sp = max(v, 0.0) + tail
+    return sp, (v - 0.5 * e if v < -30.0 else math.log(sp)), tail
 
 
 @njit(inline="always", cache=True)
 def softplus(v):
     """log(1 + exp(v)) without overflow or cancellation."""
-    if v > 0.0:
-        return v + math.log1p(math.exp(-v))
-    return math.log1p(math.exp(v))
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
 @njit(inline="always", cache=True)
 def log_softplus(v):
-    """log(log(1 + exp(v))), exact for v -> -inf where log1p(exp(v)) underflows.
-
-    For v < -30, log(log1p(e)) = v + log1p(-e/2 + e^2/3 - ...) with e = exp(v) < 1e-13."""
-    if v < -30.0:
-        return v - 0.5 * math.exp(v)
-    return math.log(softplus(v))
+    """log(log(1 + exp(v))), exact for v -> -inf (:func:`softplus_terms`)."""
+    return softplus_terms(v)[1]
 
 
 @njit(inline="always", cache=True)
 def binary_loss(u, loss_id):
     """(l, log l, log|dl/du|) at margin u = y h; dl/du < 0 always, so dl/dh = -y |dl/du|."""
     if loss_id == 0:
-        return softplus(-2.0 * u), log_softplus(-2.0 * u), math.log(2.0) - softplus(2.0 * u)
+        # l = softplus(-2u) and |dl/du| = 2 / (1 + e^{2u}) = 2 exp(-softplus(2u)), where
+        # softplus(2u) = max(2u, 0) + the same log1p(exp(-2|u|)): one exp, one log1p, one log
+        loss, log_loss, tail = softplus_terms(-2.0 * u)
+        return loss, log_loss, _LOG2 - (max(2.0 * u, 0.0) + tail)
     # exponential; exp(-u) overflows only where the loss itself is beyond float64
     return math.exp(-u), -u, -u
 
@@ -80,4 +91,5 @@ def softmax_ce(h, y, log_dual):
         log_dual[q] = h[q] - lse_all
     log_dual[y] = lse_other - lse_all
     v = lse_other - h[y]
-    return softplus(v), log_softplus(v)
+    loss, log_loss, _ = softplus_terms(v)
+    return loss, log_loss
