@@ -21,6 +21,10 @@ from . import main
 @click.option("--backend", type=click.Choice(("cpu", "cuda")),
               help="Same as --set run.backend=NAME: 'cuda' runs the network on a GPU "
                    "(the 'cuda' extra).")
+@click.option("--kernel", type=click.Choice(("auto", "pairwise", "sorted")),
+              help="Same as --set run.kernel=NAME: 'sorted' is the exact O((m + n) log n) "
+                   "kernel for d = 1 and relu / leaky_relu; 'auto' (the default) picks it "
+                   "where it applies.")
 @click.option("--force", is_flag=True,
               help="Replace OUTPUT if it exists (the old file stays until the new one is "
                    "complete).")
@@ -29,7 +33,8 @@ from . import main
                    "(OUTPUT.ckpt); without one, start it again; a complete OUTPUT is left as "
                    "it is.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
-def run(config_path, output, overrides, seed, replicas, backend, force, resume, quiet):
+def run(config_path, output, overrides, seed, replicas, backend, kernel, force, resume,
+        quiet):
     """Integrate the run described by CONFIG.toml and write its trajectory to an HDF5 file.
 
     \b
@@ -47,12 +52,13 @@ def run(config_path, output, overrides, seed, replicas, backend, force, resume, 
         raise click.UsageError("--force and --resume exclude each other: --force starts again "
                                "from t = 0, --resume continues")
     with StopSignals() as stop:  # from here on a stop signal ends the run cleanly
-        cfg = load_config(config_path, overrides, seed, replicas, backend)
+        cfg = load_config(config_path, overrides, seed, replicas, backend, kernel)
         out = Path(output) if output else Path(Path(config_path).stem + ".h5")
         sys.exit(run_one(cfg, out, force=force, resume=resume, quiet=quiet, stop=stop))
 
 
-def load_config(config_path, overrides=(), seed=None, replicas=None, backend=None) -> dict:
+def load_config(config_path, overrides=(), seed=None, replicas=None, backend=None,
+                kernel=None) -> dict:
     """The resolved config with the command line's overrides; a usage error if invalid."""
     overrides = list(overrides)
     if seed is not None:
@@ -61,6 +67,8 @@ def load_config(config_path, overrides=(), seed=None, replicas=None, backend=Non
         overrides.append(f"run.replicas={replicas}")
     if backend is not None:
         overrides.append(f'run.backend="{backend}"')
+    if kernel is not None:
+        overrides.append(f'run.kernel="{kernel}"')
     try:
         return config_mod.load(config_path, overrides)
     except config_mod.ConfigError as exc:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 
-from .schema import ADAPTIVE_METHODS, BINARY_LOSSES, ConfigError, _is_number, _is_real, _magnitude
+from .schema import (ADAPTIVE_METHODS, BINARY_LOSSES, SORTED_ACTIVATIONS, ConfigError, _is_number,
+                     _is_real, _magnitude)
 
 MAX_ENTRIES = 2**50  # float64 numbers in one array: 8 PiB, more than any machine's memory
 
@@ -41,7 +42,8 @@ def _vector_list(dotted: str, value, length: int | None, what: str) -> list[list
 
 def check_consistency(cfg: dict) -> None:
     """Apply every cross-key rule (normalising explicit lists to rows of floats) and record the
-    derived sizes under ``cfg['derived']``: input_dim d, outputs k, class_labels."""
+    derived values under ``cfg['derived']``: input_dim d, outputs k, class_labels and the
+    network kernel run.kernel resolves to."""
     _model_kind_rules(cfg)
     _replica_rules(cfg["run"])
     d, k = _data_rules(cfg)
@@ -57,7 +59,30 @@ def check_consistency(cfg: dict) -> None:
     if model["kind"] == "network" and not model["train"]:
         raise ConfigError("model.train = []: nothing would move; name at least one of a, w "
                           "(and b with model.bias = true)")
-    cfg["derived"] = {"input_dim": d, "outputs": k, "class_labels": class_labels}
+    cfg["derived"] = {"input_dim": d, "outputs": k, "class_labels": class_labels,
+                      "kernel": _kernel_rules(cfg, d)}
+
+
+def _kernel_rules(cfg: dict, d: int) -> str:
+    """The network kernel run.kernel resolves to: 'sorted' where asked for (refused where it
+    does not apply) or where 'auto' finds it applies, else 'pairwise'."""
+    run, model = cfg["run"], cfg["model"]
+    why_not = None
+    if model["kind"] != "network":
+        why_not = f"model.kind = {model['kind']!r} has no network kernels"
+    elif d != 1:
+        why_not = f"the data have d = {d} inputs; it needs d = 1"
+    elif model["activation"] not in SORTED_ACTIVATIONS:
+        why_not = (f"model.activation = {model['activation']!r}; it serves "
+                   f"{' and '.join(SORTED_ACTIVATIONS)}")
+    elif run["backend"] != "cpu":
+        why_not = f"run.backend = {run['backend']!r}; it runs on the CPU"
+    if run["kernel"] == "sorted" and why_not:
+        raise ConfigError(f"run.kernel = 'sorted' does not apply: {why_not} (use 'pairwise' or "
+                          "'auto')")
+    if run["kernel"] == "pairwise" or why_not:
+        return "pairwise"
+    return "sorted"
 
 
 def _model_kind_rules(cfg: dict) -> None:

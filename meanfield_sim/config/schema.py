@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softplus", "flat_sigmoid")
+SORTED_ACTIVATIONS = ("relu", "leaky_relu")
+"""The activations of the exact sort-and-sweep kernels for d = 1 (kernels.sorted1d)."""
+KERNELS = ("auto", "pairwise", "sorted")
 LOSSES = ("logistic", "exponential", "softmax_ce")
 BINARY_LOSSES = ("logistic", "exponential")
 METHODS = ("euler", "heun", "rk4", "bs3", "dopri5", "momentum", "adam")
@@ -109,6 +112,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "backend": Key((str,), "cpu", "where the network's kernels run: 'cpu' (Numba) or "
                        "'cuda' (numba-cuda on a GPU: the 'cuda' extra; network models with "
                        "Runge-Kutta integrators)", choices=("cpu", "cuda")),
+        "kernel": Key((str,), "auto", "the network kernels' algorithm: 'pairwise' (a pass over "
+                      "every particle-data pair; any network), 'sorted' (exact sort-and-sweep, "
+                      "O((m + n) log n) per evaluation: d = 1, relu or leaky_relu, backend "
+                      "'cpu'), 'auto' = sorted where it applies", choices=KERNELS),
         "threads": Key((int,), 0, "most threads the kernels use; 0 = all Numba has (small "
                        "problems use fewer: see kernels.choose_threads)", _nonneg),
         "checkpoint_seconds": Key(_NUM, 600.0, "wall-clock seconds between checkpoints "

@@ -17,7 +17,7 @@ def _network(cfg, data):
     else:
         from .network import ParticleFlow
         flow = ParticleFlow(spec, data, run["replicas"], dtype=dtype, backend=run["backend"],
-                            threads=run["threads"])
+                            threads=run["threads"], kernel=cfg["derived"]["kernel"])
     return flow, initial_particles(cfg, spec, np.float64)  # the state is float64 (see flow)
 
 

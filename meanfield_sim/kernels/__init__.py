@@ -1,7 +1,10 @@
-"""Kernel back ends. A back end is a module exposing ``forward``, ``loss_pass`` and ``velocity``
-with the signatures of :mod:`meanfield_sim.kernels.cpu`; :func:`get_backend` is the one switch
-that picks it, from ``run.backend`` in the config and the shape: on the CPU, the Numba loops of
-:mod:`.cpu` for small d + k and the tiled matrix products of :mod:`.blocked` for large."""
+"""Kernel back ends. A back end is a module (or an object, where it keeps state between calls)
+exposing ``forward``, ``loss_pass`` and ``velocity`` with the signatures of
+:mod:`meanfield_sim.kernels.cpu`; :func:`get_backend` is the one switch
+that picks it, from ``run.backend`` and ``run.kernel`` in the config and the shape: on the CPU,
+the exact sort-and-sweep kernels of :mod:`.sorted1d` for d = 1 and ReLU-type activations, the
+Numba loops of :mod:`.cpu` for small d + k and the tiled matrix products of :mod:`.blocked` for
+large."""
 from __future__ import annotations
 
 from types import ModuleType
@@ -16,8 +19,8 @@ class BackendUnavailable(RuntimeError):
 def _modules(name: str) -> tuple:
     """Every kernel module of backend ``name``, the general one first."""
     if name == "cpu":
-        from . import blocked, cpu
-        return cpu, blocked
+        from . import blocked, cpu, sorted1d
+        return cpu, blocked, sorted1d
     if name == "cuda":
         return (_cuda_module(),)
     raise ValueError(f"backend {name!r} is not available; choose one of {', '.join(BACKENDS)}")
@@ -41,13 +44,17 @@ def _cuda_module() -> ModuleType:
     return cuda_kernels
 
 
-def get_backend(name: str, input_dim: int = 1, outputs: int = 1) -> ModuleType:
-    """The kernel module for backend ``name`` and networks with d = ``input_dim`` inputs and
-    k = ``outputs`` outputs."""
+def get_backend(name: str, input_dim: int = 1, outputs: int = 1, kernel: str = "pairwise"):
+    """The kernels for backend ``name``, networks with d = ``input_dim`` inputs and
+    k = ``outputs`` outputs, and the resolved ``run.kernel``: for 'sorted' a fresh
+    :class:`.sorted1d.SortedKernels` (it holds per-flow state), else a module."""
+    if kernel == "sorted":
+        from .sorted1d import SortedKernels
+        return SortedKernels()
     modules = _modules(name)
     if len(modules) == 1:
         return modules[0]
-    loops, blocked = modules
+    loops, blocked = modules[:2]
     return blocked if blocked.use_blocked(input_dim, outputs) else loops
 
 
@@ -65,9 +72,15 @@ are oversubscribed (measured: the Section 5.1 run, m = 1000, n = 10, went from 1
 two threads on two busy cores)."""
 
 
+SORTED_PAIRS_PER_PARTICLE = 100
+"""The sorted kernels' work per particle (a binary search, a scatter, a few range sums: some
+30 ns), in pairs of the pairwise kernels, for :func:`choose_threads`."""
+
+
 def choose_threads(pairs: int, limit: int = 0) -> int:
-    """Threads for a problem of ``pairs`` = R * m * n particle-data pairs per evaluation:
-    at most ``limit`` (0 = all Numba has), at least 1, and one per PAIRS_PER_THREAD pairs."""
+    """Threads for a problem of ``pairs`` = R * m * n particle-data pairs per evaluation (or
+    its equivalent, R (m + n) SORTED_PAIRS_PER_PARTICLE for the sorted kernels): at most
+    ``limit`` (0 = all Numba has), at least 1, and one per PAIRS_PER_THREAD pairs."""
     import numba
 
     available = numba.config.NUMBA_NUM_THREADS
