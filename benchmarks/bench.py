@@ -43,7 +43,7 @@ import agreement
 import measure
 import ours
 import report
-from cases import ACTIVATIONS, DTYPES, FULL_SHAPES, QUICK_SHAPES, Case, parse_shape
+from cases import ACTIVATIONS, DTYPES, FULL_SHAPES, PAIRWISE, QUICK_SHAPES, Case, parse_shape
 from memory_probe import probe
 from peers import PEERS, load_peers
 
@@ -104,6 +104,9 @@ def run_case(case: Case, factories: dict, args) -> dict:
     if args.perturb:
         reference = agreement.perturbed(reference, problem.theta, args.perturb)
     checks = {}
+    kernel = ours.resolved_kernel(case)
+    if kernel != "pairwise":  # the pairwise kernel is timed too, as if it were a peer
+        factories = {PAIRWISE: lambda _: ours.make_step(case, "pairwise")[1], **factories}
     for name, factory in factories.items():
         try:
             impl = factory(problem)
@@ -116,7 +119,8 @@ def run_case(case: Case, factories: dict, args) -> dict:
             continue
         checks[name] = agreement.check(errors, case.dtype)
         impls[name] = impl
-    result = {"case": case_dict(case), "agreement": checks, "first_call_s": first_call,
+    result = {"case": case_dict(case), "kernel": kernel, "agreement": checks,
+              "first_call_s": first_call,
               "matmul_flops": case.shape.matmul_flops,
               "state_and_data_bytes": problem.state_and_data_bytes()}
     if args.check_only:

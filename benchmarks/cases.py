@@ -26,6 +26,10 @@ from typing import Callable
 
 import numpy as np
 
+PAIRWISE = "ours-pairwise"
+"""This project with run.kernel = 'pairwise', timed beside 'ours' (run.kernel = 'auto') where
+'auto' picks the sorted kernels (d = 1, relu): not a peer, so not in the fastest-peer column."""
+
 STEP_SIZE = 1.0
 """dt. The timings do not depend on it; the agreement check measures differences relative to the
 step dt v, against which a float32 state's rounding (|theta| * 6e-8) is the smaller the larger

@@ -14,9 +14,10 @@ import numpy as np
 from cases import STEP_SIZE, Case, Implementation, Problem
 
 
-def config_text(case: Case) -> str:
+def config_text(case: Case, kernel: str = "auto") -> str:
     """The TOML run config of a case: Gaussian-mixture data with n points split as evenly as
-    possible over the classes (2 for k = 1, k otherwise), Gaussian initial particles."""
+    possible over the classes (2 for k = 1, k otherwise), Gaussian initial particles, and
+    run.kernel = ``kernel``."""
     s = case.shape
     sizes = [s.points // s.num_classes + (c < s.points % s.num_classes)
              for c in range(s.num_classes)]
@@ -25,6 +26,7 @@ def config_text(case: Case) -> str:
 t_end = 1.0
 replicas = {s.replicas}
 dtype = "{case.dtype}"
+kernel = "{kernel}"
 [model]
 width = {s.width}
 activation = "{case.activation}"
@@ -40,8 +42,16 @@ dt = {STEP_SIZE}
 """
 
 
-def make_step(case: Case) -> tuple[Problem, Implementation, Callable[[], None]]:
-    """(problem, one-step implementation, velocity evaluation alone) for a case.
+def resolved_kernel(case: Case) -> str:
+    """The kernel run.kernel = 'auto' picks for a case: 'sorted' or 'pairwise'."""
+    from meanfield_sim import config
+    return config.loads(config_text(case))["derived"]["kernel"]
+
+
+def make_step(case: Case, kernel: str = "auto"
+              ) -> tuple[Problem, Implementation, Callable[[], None]]:
+    """(problem, one-step implementation, velocity evaluation alone) for a case, with
+    run.kernel = ``kernel``.
 
     The problem holds copies of the initial particles and the flow's data (x in the storage
     dtype, labels, weights p_j), from which the peers start."""
@@ -50,7 +60,7 @@ def make_step(case: Case) -> tuple[Problem, Implementation, Callable[[], None]]:
     from meanfield_sim.integrate import make_integrator
     from meanfield_sim.integrate.stepper import IntegratorState
 
-    cfg = config.loads(config_text(case))
+    cfg = config.loads(config_text(case, kernel))
     flow, theta = build_flow(cfg)
     integrator = make_integrator(flow, cfg["integrator"])
     dt = cfg["integrator"]["dt"]

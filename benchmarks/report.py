@@ -7,6 +7,9 @@ scaling t(R) / t(R = 1); peak memory.
 """
 from __future__ import annotations
 
+from cases import PAIRWISE
+
+
 def markdown(results: dict) -> str:
     peers = results["peers"]
     parts = ["# meanfield-sim: one gradient-descent step against peers", "",
@@ -24,15 +27,18 @@ def markdown(results: dict) -> str:
               "After one step from the same theta_0: max |peer - ours| / max |ours - theta_0| "
               "and, in brackets, the same ratio in the rms norm (tolerances: float64 1e-9 "
               "both; float32 1e-2 max, for ReLU's kink, and 1e-3 rms; see agreement.py).", ""]
-    parts += table(["case", *peers],
-                   [[c["case"]["label"], *(agreement_cell(c["agreement"][p]) for p in peers)]
+    columns = ([PAIRWISE] if any(PAIRWISE in c["agreement"] for c in results["cases"])
+               else []) + peers
+    parts += table(["case", *columns],
+                   [[c["case"]["label"], *(agreement_cell(c["agreement"][p])
+                                           if p in c["agreement"] else "-" for p in columns)]
                     for c in results["cases"]])
     if results["failures"]:
         parts += ["", "**FAILED: the peers disagree with this project:**", ""]
         parts += [f"- {line}" for line in results["failures"]]
     else:
         checked = sum(len(c["agreement"]) for c in results["cases"])
-        parts += ["", f"All {checked} checks agree ({', '.join(peers) or 'no peers'})."]
+        parts += ["", f"All {checked} checks agree ({', '.join(columns) or 'no peers'})."]
     timed = [c for c in results["cases"] if "timing" in c]
     if timed:
         parts += timing_sections(timed, peers, results["gemm_flops"])
@@ -57,24 +63,28 @@ def agreement_cell(check: dict) -> str:
 def timing_sections(cases: list, peers: list, gemm: dict) -> list:
     lines = ["", "## Step time", "",
              "Median of interleaved repeats, ms per step; (x) = peer time / project time, so "
-             "above 1 the project is faster. Velocity: the project's velocity evaluation alone; "
-             "overhead = (step - velocity) / step, the integrator's share (it is small, and "
-             "below 0 where timing noise exceeds it).", ""]
+             "above 1 the project is faster. Kernel: what run.kernel = 'auto' picked; where it "
+             "is 'sorted', the pairwise column times run.kernel = 'pairwise' on the same case. "
+             "Velocity: the project's velocity evaluation alone; overhead = (step - velocity) / "
+             "step, the integrator's share (it is small, and below 0 where timing noise exceeds "
+             "it).", ""]
     rows = []
     for c in cases:
         t = {name: v["median_s"] for name, v in c["timing"].items()}
         ours = t["ours"]
-        peer_cells = [f"{t[p] * 1e3:.3g} ({t[p] / ours:.2g}x)" if p in t else "-" for p in peers]
+        peer_cells = [f"{t[p] * 1e3:.3g} ({t[p] / ours:.2g}x)" if p in t else "-"
+                      for p in [PAIRWISE, *peers]]
         fastest = min((t[p] for p in peers if p in t), default=None)
-        rows.append([c["case"]["label"], f"{ours * 1e3:.3g}", f"{t['ours-velocity'] * 1e3:.3g}",
-                     f"{(ours - t['ours-velocity']) / ours:.0%}", *peer_cells,
-                     f"{fastest / ours:.2g}" if fastest else "-"])
-    lines += table(["case", "ours", "velocity", "overhead", *peers, "fastest peer / ours"], rows)
+        rows.append([c["case"]["label"], c.get("kernel", "pairwise"), f"{ours * 1e3:.3g}",
+                     f"{t['ours-velocity'] * 1e3:.3g}", f"{(ours - t['ours-velocity']) / ours:.0%}",
+                     *peer_cells, f"{fastest / ours:.2g}" if fastest else "-"])
+    lines += table(["case", "kernel", "ours", "velocity", "overhead", "pairwise", *peers,
+                    "fastest peer / ours"], rows)
 
     lines += ["", "## Achieved FLOP/s", "",
               "F / t with F = 2 m n (2d + 3k) R, in GFLOP/s, and as a fraction of the GEMM rate "
               "of the case's dtype.", ""]
-    names = ["ours", *peers]
+    names = ["ours", PAIRWISE, *peers]
     rows = []
     for c in cases:
         flops, rate = c["matmul_flops"], gemm[c["case"]["dtype"]]

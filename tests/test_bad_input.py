@@ -64,14 +64,15 @@ def test_interrupt_before_the_file_exists_says_so(tmp_path, monkeypatch):
 
 
 def test_overflowing_outputs_stop_the_run_with_the_quantity_and_time(tmp_path):
-    """Values within the config's bounds whose product overflows (a w x ~ 1e310): the run stops
-    at t = 0 with status 'failed', naming what became non-finite, instead of completing with
-    inf observables."""
+    """Values within the config's bounds whose product overflows (a w x ~ 1e310 for every
+    neuron, all of one sign, so that h itself is beyond float64 and no kernel can cancel it):
+    the run stops at t = 0 with status 'failed', naming what became non-finite, instead of
+    completing with inf observables."""
     cfg = tmp_path / "overflow.toml"
     cfg.write_text(NETWORK.replace("x = [-1.0, 1.0]", "x = [-1e10, 1e10]") + """
 [init]
 kind = "explicit"
-a = [1e150, -1e150, 1e150, -1e150]
+a = [1e150, 1e150, 1e150, 1e150]
 w = [1e150, 1e150, -1e150, -1e150]
 """)
     out = tmp_path / "overflow.h5"

@@ -71,3 +71,18 @@ def test_disagreement_is_relative_to_the_step():
                                "float32")["ok"]
     not_finite = agreement.disagreement(stepped, np.full_like(stepped, np.nan), initial)
     assert not agreement.check(not_finite, "float32")["ok"]
+
+
+def test_the_one_dimensional_scaling_run_checks_sorted_against_pairwise(tmp_path):
+    """scaling_1d.py --quick: the sorted and the pairwise kernels make the same step at every
+    size (1e-9 relative to the step), and the table, the JSON and the plot are written."""
+    out = tmp_path / "scaling"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scaling_1d.py"), "--quick",
+                           "--seconds", "0.02", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.with_suffix(".json").read_text())
+    rows = [r for rows in result["series"].values() for r in rows]
+    assert len(rows) == 6 and all(r["agreement"]["sorted vs pairwise"]["ok"] for r in rows)
+    assert all(set(r["times_s"]) == {"sorted", "pairwise"} for r in rows)
+    assert "## m = n" in done.stdout and out.with_suffix(".png").stat().st_size > 10_000

@@ -196,9 +196,27 @@ def test_velocity_is_minus_m_times_the_risk_gradient():
     assert rel(fd, v[0]) <= 1e-7
 
 
-def test_velocity_reuses_ranges_only_for_the_same_particles():
-    """velocity reuses forward's active ranges; after the particles change in place it must
-    search again (a stale range would misclassify pairs)."""
+def test_warm_started_counts_follow_moving_particles():
+    """The kernels keep each particle's active range between calls and only verify it: over
+    steps that move kinks across data points (and flip the sign of some w) the results must
+    stay those of the pairwise kernels."""
+    rng = np.random.default_rng(8)
+    thetaT, x, dualT, log_scale = random_problem(rng, 2, 400, 120, 1)
+    kern, xT = SortedKernels(), np.ascontiguousarray(x.T)
+    for step in range(6):
+        thetaT[:, 1:] += 0.05 * rng.normal(size=thetaT[:, 1:].shape)  # w and b move
+        h1, h2 = np.empty((2, 120, 1)), np.empty((2, 120, 1))
+        v1, v2 = np.empty((2, 400, 3)), np.empty((2, 400, 3))
+        cpu.forward(thetaT, x, 1, RELU, 0.0, 1 / 400, h1)
+        kern.forward(thetaT, x, 1, RELU, 0.0, 1 / 400, h2)
+        cpu.velocity(thetaT, xT, dualT, log_scale, 1, RELU, 0.0, True, True, True, v1)
+        kern.velocity(thetaT, xT, dualT, log_scale, 1, RELU, 0.0, True, True, True, v2)
+        assert rel(h1, h2) <= TOL and rel(v1, v2) <= TOL, step
+
+
+def test_velocity_after_an_in_place_change_searches_again():
+    """After forward, the particles change in place (every w flips sign): velocity's check of
+    the kept ranges must fail and search anew (a stale range would misclassify pairs)."""
     thetaT, x, dualT, log_scale = random_problem(np.random.default_rng(7), 1, 300, 80, 1)
     kern = SortedKernels()
     h = np.empty((1, 80, 1))

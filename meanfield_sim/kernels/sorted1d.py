@@ -1,5 +1,6 @@
 """Exact sort-and-sweep kernels for one-dimensional data (d = 1) and piecewise-linear
-activations (ReLU, leaky ReLU): a gradient evaluation in O(m log n + n log n), not O(m n).
+activations (ReLU, leaky ReLU): a gradient evaluation in O((m + n) k) (O(m log n) on the first),
+after one O(n log n) sort of the data, instead of the pairwise kernels' O(m n k).
 
 With d = 1 a particle (a_i in R^k, w_i, b_i) has the pre-activation z_i(x) = w_i x + b_i, and
 for sigma(z) = z (z > 0), p z (z <= 0) (ReLU: p = 0) its output is, as a function of x,
@@ -9,14 +10,18 @@ for sigma(z) = z (z > 0), p z (z <= 0) (ReLU: p = 0) its output is, as a functio
 Sort the data once, x_(0) <= ... <= x_(n-1). The set {j : z_i(x_(j)) > 0} of data where the
 particle is active is then an index range [lo_i, hi_i): a suffix [lo_i, n) for w_i >= 0 (w_i = 0:
 all or nothing, by the sign of b_i), a prefix [0, hi_i) for w_i < 0. A binary search finds it,
-with the pairwise kernels' predicate fl(w_i x_(j) + b_i) > 0 evaluated as one fused multiply-add
-(the exact sign of w x + b), so a data point exactly at a kink is classified as there: inactive,
+with the predicate w_i x_(j) + b_i > 0 evaluated as one fused multiply-add: the exact sign of
+w x + b, as in the pairwise kernels, whose z = b + w x LLVM contracts into the same fma on FMA
+hardware. A data point exactly at a kink is inactive there, as in the pairwise kernels:
 sigma'(0) := 0 for ReLU, p for leaky ReLU (``model.activations``).
 
 Forward pass: h(x_(j)) = s_m sum_i a_i sigma(z_i(x_(j))) = s_m (x_(j) C1_j + C0_j), where
 C_j = sum over the particles active at j of (1 - p) a_i (w_i, b_i), plus p sum_i a_i (w_i, b_i).
 Each particle adds its coefficients at lo_i and subtracts them at hi_i of a difference array;
-its running sum over j gives C_j. Cost O(m log n) for the searches, O(m + n) for the sweep.
+its running sum over j gives C_j. Cost O(m + n) for the sweep, and O(m log n) for the searches
+on a first call; later calls start from the last ranges, verify each in O(1) and search only
+where a particle's kink crossed a data point (``_update_counts``), so a step is O(m + n) in
+practice, as a sort kept from step to step and repaired would be.
 
 Velocity (the pairwise kernels' sums, restricted to the active range): with the dual weights
 g_j in sorted order and the prefix sums G^(0)_j = sum_{j' < j} g_j', G^(1)_j = sum g_j' x_j',
@@ -26,7 +31,8 @@ S = G_hi - G_lo over [lo_i, hi_i) and T = G_n over all data,
     sum_j g_jq sigma'(z_ij) x_j    = (1 - p) S1_q + p T1_q,     and with x_j^0: S0, T0,
 
 then v_a = -s sum_j g sigma, v_w = -s sum_q a_q (...), v_b likewise, with the scale
-s = exp(log_scale) of the scaled dual weights (``cpu.velocity``). O(m log n + n k).
+s = exp(log_scale) of the scaled dual weights (``cpu.velocity``). O(m k + n k) besides the
+ranges.
 
 Accuracy. Every running sum (the difference array, its sweep, the prefix sums G) is kept in
 double-double (hi + lo, each addition an error-free two-sum), so a range sum G_hi - G_lo is the
@@ -86,12 +92,29 @@ SEARCH_LANES = 16
 (measured 2.5x to 3x faster than one search after another)."""
 
 
+@njit(inline="always", **_OPTIONS)
+def _counts_right(w, b, xs, c):
+    """Whether c is the particle's count: the predicate fma(w, xs[j], b) > 0 flips between
+    j = c - 1 and c (inactive before, active from c on for w >= 0; the reverse for w < 0)."""
+    n = xs.shape[0]
+    if c < 0 or c > n:
+        return False
+    rising = w >= 0.0
+    before_ok = c == 0 or (_fma(w, xs[c - 1], b) > 0.0) != rising
+    after_ok = c == n or (_fma(w, xs[c], b) > 0.0) == rising
+    return before_ok and after_ok
+
+
 @njit(parallel=True, **_OPTIONS)
-def _active_ranges(thetaT, xs, k, lo_out, hi_out):
-    """[lo, hi) = {j : fma(w_ri, xs[j], b_ri) > 0} for every particle (R, m) and sorted xs: a
-    suffix for w >= 0 (lo = the number of inactive points), a prefix for w < 0 (hi = the number
-    of active points). The count is found by a binary search on the monotone predicate, in
-    steps of 2^L, ..., 2, 1, with selects instead of branches."""
+def _update_counts(thetaT, xs, k, counts):
+    """counts[r, i] <- the particle's count on sorted xs: the number of inactive points
+    (w >= 0: active on the suffix [count, n)) or of active points (w < 0: active on the prefix
+    [0, count)), where the active set is {j : fma(w, xs[j], b) > 0}.
+
+    The counts given are guesses (the last evaluation's: particles move little per step). Each
+    is verified at its two neighbours, O(1); a block of SEARCH_LANES particles with a wrong
+    guess is searched anew, by binary searches on the monotone predicate in lockstep, in steps
+    of 2^L, ..., 2, 1, with selects instead of branches."""
     R, _, m = thetaT.shape
     n = xs.shape[0]
     top = 1
@@ -101,12 +124,16 @@ def _active_ranges(thetaT, xs, k, lo_out, hi_out):
     for rb in prange(R * blocks):
         r, i0 = rb // blocks, (rb % blocks) * SEARCH_LANES
         lanes = min(SEARCH_LANES, m - i0)
-        count = np.zeros(SEARCH_LANES, dtype=np.int64)
         w, b = np.zeros(SEARCH_LANES), np.zeros(SEARCH_LANES)
         rising = np.ones(SEARCH_LANES, dtype=np.bool_)
+        known = True
         for u in range(lanes):
             w[u], b[u] = np.float64(thetaT[r, k, i0 + u]), np.float64(thetaT[r, k + 1, i0 + u])
             rising[u] = w[u] >= 0.0
+            known = known and _counts_right(w[u], b[u], xs, counts[r, i0 + u])
+        if known:
+            continue
+        count = np.zeros(SEARCH_LANES, dtype=np.int64)
         step = top
         while step > 0:
             for u in range(SEARCH_LANES):
@@ -118,14 +145,19 @@ def _active_ranges(thetaT, xs, k, lo_out, hi_out):
                 count[u] = j if past else count[u]
             step //= 2
         for u in range(lanes):
-            lo_out[r, i0 + u] = count[u] if rising[u] else 0
-            hi_out[r, i0 + u] = n if rising[u] else count[u]
+            counts[r, i0 + u] = count[u]
+
+
+@njit(inline="always", **_OPTIONS)
+def _active_range(w, count, n):
+    """[lo, hi) of a particle from its count (see _update_counts)."""
+    return (count, n) if w >= 0.0 else (0, count)
 
 
 @njit(parallel=True, **_OPTIONS)
-def _forward(thetaT, xs, order, lo_of, hi_of, k, leak_p, scale, h_out):
+def _forward(thetaT, xs, order, counts, k, leak_p, scale, h_out):
     """h_out[r, order[j], q] = scale sum_i a_iq sigma(w_i xs[j] + b_i) (module docstring),
-    from the particles' active ranges [lo, hi)."""
+    from the particles' active ranges (their counts)."""
     R, _, m = thetaT.shape
     n = xs.shape[0]
     chunks = min(SWEEP_CHUNKS, max(1, m // 4096))
@@ -137,7 +169,7 @@ def _forward(thetaT, xs, order, lo_of, hi_of, k, leak_p, scale, h_out):
         d = diff[r, c]
         for i in range(c * per_chunk, min((c + 1) * per_chunk, m)):
             w, b = np.float64(thetaT[r, k, i]), np.float64(thetaT[r, k + 1, i])
-            lo, hi = lo_of[r, i], hi_of[r, i]
+            lo, hi = _active_range(w, counts[r, i], n)
             for q in range(k):
                 a = np.float64(thetaT[r, q, i])
                 for e in range(2):
@@ -190,8 +222,7 @@ def _range_sum(G, r, lo, hi, q, e):
 
 
 @njit(parallel=True, **_OPTIONS)
-def _velocity(thetaT, xs, G, lo_of, hi_of, log_scale, k, leak_p, train_a, train_w, train_b,
-              v_out):
+def _velocity(thetaT, xs, G, counts, log_scale, k, leak_p, train_a, train_w, train_b, v_out):
     """v_out[r, i] from the prefix moments G and the active ranges (module docstring); frozen
     groups get 0."""
     R, _, m = thetaT.shape
@@ -202,7 +233,7 @@ def _velocity(thetaT, xs, G, lo_of, hi_of, log_scale, k, leak_p, train_a, train_
         speed = -np.exp(log_scale[r])
         for i in range((rb % blocks) * 1024, min((rb % blocks + 1) * 1024, m)):
             w, b = np.float64(thetaT[r, k, i]), np.float64(thetaT[r, k + 1, i])
-            lo, hi = lo_of[r, i], hi_of[r, i]
+            lo, hi = _active_range(w, counts[r, i], n)
             slope_w = slope_b = 0.0
             for q in range(k):
                 s0, s1 = _range_sum(G, r, lo, hi, q, 0), _range_sum(G, r, lo, hi, q, 1)
@@ -224,18 +255,18 @@ class SortedKernels:
     """The kernel interface of :mod:`kernels.cpu` (``forward``, ``loss_pass``, ``velocity``,
     same arguments) for d = 1 and the activations of SORTED_ACTIVATIONS.
 
-    State, so that a flow's evaluation does each piece of work once: the sorted order of every
-    data array it was given (a flow passes the same arrays every evaluation; an array must not
-    be changed in place after its first use here), and the particles' active ranges found by
-    the last ``forward``, which ``velocity`` reuses when its particles (w, b) are those
-    (compared entry by entry, O(R m), against O(R m log n) for the searches)."""
+    State kept between calls: the sorted order of every data array it was given (a flow passes
+    the same arrays every evaluation; an array must not be changed in place after its first
+    use here), and for each sorted array the particles' last counts (their active ranges),
+    the guesses that the next call verifies in O(1) each and searches anew only where wrong.
+    So a step of a flow whose particles cross few data points costs O(R (m + n k))."""
 
     loss_pass = staticmethod(cpu.loss_pass)  # O(n k): nothing to sort
 
     def __init__(self):
         self._sorted: dict[int, tuple] = {}  # id(points) -> (points, order, sorted values)
+        self._counts: dict[int, tuple] = {}  # id(xs) -> (xs, counts (R, m) int64)
         self._moments = None
-        self._ranges = None  # (xs, w and b rows (R, 2, m) float64, lo, hi) of the last forward
 
     def _sorted_points(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(order, xs) with xs = points.ravel()[order] ascending, in float64 (stable order, so
@@ -257,37 +288,35 @@ class SortedKernels:
         self._sorted[id(points)] = (points, order, xs)
         return order, xs
 
-    def _active_ranges(self, thetaT, xs, k) -> tuple[np.ndarray, np.ndarray]:
-        """(lo, hi), each (R, m): the particles' active ranges on xs, reused from the last call
-        where xs and the particles' w, b are the same."""
-        w_b = thetaT[:, k:k + 2, :]
-        last = self._ranges
-        if last is not None and last[0] is xs and last[1].shape == w_b.shape \
-                and np.array_equal(last[1], w_b):
-            return last[2], last[3]
+    def _updated_counts(self, thetaT, xs, k) -> np.ndarray:
+        """The particles' counts on xs (R, m), updated from the last ones (_update_counts)."""
         R, m = thetaT.shape[0], thetaT.shape[2]
-        lo, hi = np.empty((R, m), dtype=np.int64), np.empty((R, m), dtype=np.int64)
-        _active_ranges(thetaT, xs, k, lo, hi)
-        self._ranges = (xs, np.array(w_b, dtype=np.float64), lo, hi)
-        return lo, hi
+        hit = self._counts.get(id(xs))
+        if hit is None or hit[0] is not xs or hit[1].shape != (R, m):
+            hit = (xs, np.full((R, m), -1, dtype=np.int64))  # -1: no guess
+            if len(self._counts) >= 8:
+                self._counts.pop(next(iter(self._counts)))
+            self._counts[id(xs)] = hit
+        _update_counts(thetaT, xs, k, hit[1])
+        return hit[1]
 
     def forward(self, thetaT, x, k, act_id, act_param, scale, h_out):
         """h_out[r, j, :] = scale sum_i a_ri sigma(w_ri x_j + b_ri) (h_out: float64); x (n, 1)."""
         order, xs = self._sorted_points(x)
-        lo, hi = self._active_ranges(thetaT, xs, k)
-        _forward(thetaT, xs, order, lo, hi, k, leak(act_id, act_param), float(scale), h_out)
+        counts = self._updated_counts(thetaT, xs, k)
+        _forward(thetaT, xs, order, counts, k, leak(act_id, act_param), float(scale), h_out)
 
     def velocity(self, thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w,
                  train_b, v_out):
         """:func:`kernels.cpu.velocity`, exactly (module docstring); xT (1, n)."""
         order, xs = self._sorted_points(xT)
-        lo, hi = self._active_ranges(thetaT, xs, k)
+        counts = self._updated_counts(thetaT, xs, k)
         R, n = thetaT.shape[0], xs.shape[0]
         shape = (R, n + 1, k, 2, 2)
         if self._moments is None or self._moments.shape != shape:
             self._moments = np.empty(shape)
         _prefix_moments(dualT, xs, order, self._moments)
-        _velocity(thetaT, xs, self._moments, lo, hi, log_scale, k, leak(act_id, act_param),
+        _velocity(thetaT, xs, self._moments, counts, log_scale, k, leak(act_id, act_param),
                   train_a, train_w, train_b, v_out)
 
 
@@ -302,5 +331,5 @@ def warm_up(dtype) -> None:
                      np.zeros(1), 1, 0, 0.0, True, True, True, np.zeros((1, 1, 3)))
 
 
-JIT_KERNELS = (_active_ranges, _forward, _prefix_moments, _velocity)
+JIT_KERNELS = (_update_counts, _forward, _prefix_moments, _velocity)
 cpu.stamp_disk_cache(*JIT_KERNELS)
