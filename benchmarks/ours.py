@@ -45,7 +45,9 @@ dt = {STEP_SIZE}
 def resolved_kernel(case: Case) -> str:
     """The kernel run.kernel = 'auto' picks for a case: 'sorted' or 'pairwise'."""
     from meanfield_sim import config
-    return config.loads(config_text(case))["derived"]["kernel"]
+    from meanfield_sim.kernels import resolve_kernel
+    return resolve_kernel(config.loads(config_text(case))["derived"]["kernel"],
+                          case.shape.points)
 
 
 def make_step(case: Case, kernel: str = "auto"

@@ -97,7 +97,8 @@ def test_defaults_are_filled_in():
     assert cfg["model"]["train"] == ["a", "w", "b"] and cfg["model"]["bias"] is True
     assert cfg["integrator"]["method"] == "dopri5" and cfg["integrator"]["dt_max"] == math.inf
     assert cfg["record"]["schedule"] == "log" and cfg["record"]["particles"] == "none"
-    assert cfg["derived"] == {"input_dim": 1, "outputs": 1, "class_labels": [-1, 1]}
+    assert cfg["derived"] == {"input_dim": 1, "outputs": 1, "class_labels": [-1, 1],
+                              "kernel": "auto"}
 
 
 def test_integer_given_for_a_number_becomes_float():
@@ -130,7 +131,8 @@ def test_explicit_data_and_softmax_derive_dimensions():
     cfg = C.resolve(raw_with(("model", "loss", "softmax_ce"),
                              ("data", {"kind": "explicit", "x": [[0, 1], [1, 0], [2, 2]],
                                        "labels": [0, 2, 1]})))
-    assert cfg["derived"] == {"input_dim": 2, "outputs": 3, "class_labels": [0, 1, 2]}
+    assert cfg["derived"] == {"input_dim": 2, "outputs": 3, "class_labels": [0, 1, 2],
+                              "kernel": "pairwise"}
     same(cfg["data"]["x"], [[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
 
 

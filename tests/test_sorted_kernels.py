@@ -254,18 +254,29 @@ class_sizes = [5, 5]
 """
 
 
-def resolved(kernel="auto", activation="relu", dim=1, run=""):
+def allowed(kernel="auto", activation="relu", dim=1, run=""):
     text = BASE.format(run=f'kernel = "{kernel}"\n{run}', activation=activation, dim=dim)
     return config.loads(text)["derived"]["kernel"]
 
 
-def test_auto_picks_sorted_where_it_applies():
-    assert resolved("auto", "relu") == "sorted"
-    assert resolved("auto", "leaky_relu") == "sorted"
-    assert resolved("auto", "sigmoid") == "pairwise"
-    assert resolved("auto", "relu", dim=2) == "pairwise"
-    assert resolved("pairwise", "relu") == "pairwise"
-    assert resolved("sorted", "leaky_relu") == "sorted"
+def test_auto_leaves_the_choice_to_the_flow_where_sorted_applies():
+    assert allowed("auto", "relu") == "auto" and allowed("auto", "leaky_relu") == "auto"
+    assert allowed("auto", "sigmoid") == "pairwise"
+    assert allowed("auto", "relu", dim=2) == "pairwise"
+    assert allowed("pairwise", "relu") == "pairwise"
+    assert allowed("sorted", "leaky_relu") == "sorted"
+
+
+@pytest.mark.parametrize("points, kernel", [(10, "pairwise"), (99, "pairwise"),
+                                            (100, "sorted"), (1000, "sorted")])
+def test_the_flow_picks_sorted_from_100_data_points(points, kernel):
+    """Where the sorted kernels apply, 'auto' takes the faster family: pairwise below
+    kernels.SORTED_FROM_POINTS data points, sorted from there on."""
+    text = BASE.format(run="", activation="relu", dim=1).replace(
+        "class_sizes = [5, 5]", f"class_sizes = [{points // 2}, {points - points // 2}]")
+    flow, _ = build_flow(config.loads(text))
+    assert flow.kernel == kernel
+    assert isinstance(flow.kernels, SortedKernels) == (kernel == "sorted")
 
 
 @pytest.mark.parametrize("activation, dim, run, why", [
@@ -275,7 +286,7 @@ def test_auto_picks_sorted_where_it_applies():
 ])
 def test_sorted_where_it_does_not_apply_is_a_config_error(activation, dim, run, why):
     with pytest.raises(config.ConfigError, match="run.kernel = 'sorted'") as err:
-        resolved("sorted", activation, dim, run)
+        allowed("sorted", activation, dim, run)
     assert why in str(err.value)
 
 

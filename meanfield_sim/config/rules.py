@@ -43,7 +43,7 @@ def _vector_list(dotted: str, value, length: int | None, what: str) -> list[list
 def check_consistency(cfg: dict) -> None:
     """Apply every cross-key rule (normalising explicit lists to rows of floats) and record the
     derived values under ``cfg['derived']``: input_dim d, outputs k, class_labels and the
-    network kernel run.kernel resolves to."""
+    network kernels run.kernel allows."""
     _model_kind_rules(cfg)
     _replica_rules(cfg["run"])
     d, k = _data_rules(cfg)
@@ -64,8 +64,10 @@ def check_consistency(cfg: dict) -> None:
 
 
 def _kernel_rules(cfg: dict, d: int) -> str:
-    """The network kernel run.kernel resolves to: 'sorted' where asked for (refused where it
-    does not apply) or where 'auto' finds it applies, else 'pairwise'."""
+    """The network kernels run.kernel allows: 'sorted' where asked for (refused where it does
+    not apply), 'pairwise' where asked for or where the sorted kernels do not apply, and 'auto'
+    where they apply and the choice is left to the flow (by the number of data points:
+    kernels.resolve_kernel)."""
     run, model = cfg["run"], cfg["model"]
     why_not = None
     if model["kind"] != "network":
@@ -82,7 +84,7 @@ def _kernel_rules(cfg: dict, d: int) -> str:
                           "'auto')")
     if run["kernel"] == "pairwise" or why_not:
         return "pairwise"
-    return "sorted"
+    return run["kernel"]
 
 
 def _model_kind_rules(cfg: dict) -> None:

@@ -36,8 +36,9 @@ class ParticleFlow:
     def __init__(self, spec: NetworkSpec, data: Dataset, replicas: int, dtype=np.float64,
                  backend: str = "cpu", threads: int = 0, kernel: str = "pairwise"):
         self.spec, self.data, self.replicas = spec, data, replicas
-        self.dtype, self.backend, self.kernel = np.dtype(dtype), backend, kernel
-        self.kernels = kernels.get_backend(backend, spec.input_dim, spec.outputs, kernel)
+        self.dtype, self.backend = np.dtype(dtype), backend
+        self.kernel = kernels.resolve_kernel(kernel, data.n)  # 'sorted' or 'pairwise'
+        self.kernels = kernels.get_backend(backend, spec.input_dim, spec.outputs, self.kernel)
         self.x = np.ascontiguousarray(data.x, dtype=self.dtype)
         self.xT = np.ascontiguousarray(self.x.T)
         self.label = np.ascontiguousarray(data.label, dtype=np.int64)
@@ -49,7 +50,7 @@ class ParticleFlow:
         self._risk, self._log_risk, self._log_scale = np.empty(R), np.empty(R), np.empty(R)
         trains = set(spec.train)
         self._train = ("a" in trains, "w" in trains, "b" in trains)
-        work = replicas * (spec.width * data.n if kernel == "pairwise" else
+        work = replicas * (spec.width * data.n if self.kernel == "pairwise" else
                            (spec.width + data.n) * kernels.SORTED_PAIRS_PER_PARTICLE)
         self.threads = kernels.choose_threads(work, threads)
         self.outputs = spec.outputs

@@ -44,6 +44,21 @@ def _cuda_module() -> ModuleType:
     return cuda_kernels
 
 
+SORTED_FROM_POINTS = 100
+"""n from which run.kernel = 'auto' picks the sorted kernels where they apply. Both kernel
+families cost O(m) per data-point count: a pairwise step some 0.2 ns per pair, a sorted one
+some 20 ns per particle whatever n (measured at m = 10^3 to 10^4: the sorted step is 0.5x as
+fast at n = 10, 1.05x to 1.2x at n = 100, 3.2x at m = 3000, n = 1000)."""
+
+
+def resolve_kernel(allowed: str, points: int) -> str:
+    """'sorted' or 'pairwise' from the config's derived kernel ('auto': sorted from
+    SORTED_FROM_POINTS data points on)."""
+    if allowed == "auto":
+        return "sorted" if points >= SORTED_FROM_POINTS else "pairwise"
+    return allowed
+
+
 def get_backend(name: str, input_dim: int = 1, outputs: int = 1, kernel: str = "pairwise"):
     """The kernels for backend ``name``, networks with d = ``input_dim`` inputs and
     k = ``outputs`` outputs, and the resolved ``run.kernel``: for 'sorted' a fresh

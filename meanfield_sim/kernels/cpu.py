@@ -81,18 +81,38 @@ def _output_pass(act_fn, param, b, w, a, x, count):
 
 
 @njit(inline="always", cache=True)
+def _output_sum(act_fn, param, b, w, a, x, count):
+    """sum_t a[t] sigma(b[t] + w[t] x) over a tile of particles, for one data point x."""
+    s = like(x, 0.0)
+    for t in range(count):
+        s += a[t] * act_fn(b[t] + w[t] * x, param)
+    return s
+
+
+@njit(inline="always", cache=True)
+def _output_pass_by_point(act_fn, param, b, w, a, x, count):
+    """:func:`_output_pass` one data point per loop: for the activations whose exponential
+    makes them compute-bound (four points per loop measured 1.1x to 1.3x faster for the
+    sigmoid, for twice the compile time)."""
+    return (_output_sum(act_fn, param, b, w, a, x[0], count),
+            _output_sum(act_fn, param, b, w, a, x[1], count),
+            _output_sum(act_fn, param, b, w, a, x[2], count),
+            _output_sum(act_fn, param, b, w, a, x[3], count))
+
+
+@njit(inline="always", cache=True)
 def _outputs_1d(act_id, param, b, w, a, x, count):
-    """:func:`_output_pass` with the activation chosen outside the loop."""
+    """The four sums of :func:`_output_pass` with the activation chosen outside the loop."""
     if act_id == 0:
         return _output_pass(_relu, param, b, w, a, x, count)
     if act_id == 1:
         return _output_pass(_leaky, param, b, w, a, x, count)
     if act_id == 2:
-        return _output_pass(_sigmoid, param, b, w, a, x, count)
+        return _output_pass_by_point(_sigmoid, param, b, w, a, x, count)
     if act_id == 3:
-        return _output_pass(_tanh, param, b, w, a, x, count)
+        return _output_pass_by_point(_tanh, param, b, w, a, x, count)
     if act_id == 4:
-        return _output_pass(_softplus, param, b, w, a, x, count)
+        return _output_pass_by_point(_softplus, param, b, w, a, x, count)
     return _output_pass(_flat, param, b, w, a, x, count)
 
 
@@ -246,19 +266,35 @@ def _pair_pass(slope_fn, param, b, w, a, x, g, count, acc_a, acc_w, acc_b):
 
 
 @njit(inline="always", cache=True)
+def _pair_pass_by_point(slope_fn, param, b, w, a, x, g, count, acc_a, acc_w, acc_b):
+    """:func:`_pair_pass` one data point per loop, for the exponential activations (as
+    :func:`_output_pass_by_point`); a padding point (g = 0) is skipped."""
+    for u in range(4):
+        xu, gu = x[u], g[u]
+        if gu == 0.0:
+            continue
+        for t in range(count):
+            value, slope = slope_fn(b[t] + w[t] * xu, param)
+            c = gu * a[t] * slope
+            acc_a[t] += gu * value
+            acc_w[t] += c * xu
+            acc_b[t] += c
+
+
+@njit(inline="always", cache=True)
 def _pairs_1d(act_id, param, b, w, a, x, g, count, acc_a, acc_w, acc_b):
-    """:func:`_pair_pass` with the activation chosen outside the loop (a branch per data point
-    and tile, not per pair)."""
+    """:func:`_pair_pass` for four data points with the activation chosen outside the loop (a
+    branch per four data points and tile, not per pair)."""
     if act_id == 0:
         _pair_pass(_relu_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
     elif act_id == 1:
         _pair_pass(_leaky_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
     elif act_id == 2:
-        _pair_pass(_sigmoid_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
+        _pair_pass_by_point(_sigmoid_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
     elif act_id == 3:
-        _pair_pass(_tanh_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
+        _pair_pass_by_point(_tanh_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
     elif act_id == 4:
-        _pair_pass(_softplus_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
+        _pair_pass_by_point(_softplus_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
     else:
         _pair_pass(_flat_slope, param, b, w, a, x, g, count, acc_a, acc_w, acc_b)
 

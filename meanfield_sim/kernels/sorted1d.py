@@ -24,8 +24,9 @@ where a particle's kink crossed a data point (``_update_counts``), so a step is 
 practice, as a sort kept from step to step and repaired would be.
 
 Velocity (the pairwise kernels' sums, restricted to the active range): with the dual weights
-g_j in sorted order and the prefix sums G^(0)_j = sum_{j' < j} g_j', G^(1)_j = sum g_j' x_j',
-S = G_hi - G_lo over [lo_i, hi_i) and T = G_n over all data,
+g_j in sorted order, the moments S^(e)_c = sum_{j < c} g_j x_j^e (prefix) and sum_{j >= c}
+(suffix), e = 0, 1, for every c = 0..n (O(n k), from prefix sums), and S the one of the
+particle's active range, T = the suffix at c = 0 (all data),
 
     sum_j g_jq sigma(z_ij)         = (1 - p)(w_i S1_q + b_i S0_q) + p (w_i T1_q + b_i T0_q)
     sum_j g_jq sigma'(z_ij) x_j    = (1 - p) S1_q + p T1_q,     and with x_j^0: S0, T0,
@@ -34,11 +35,11 @@ then v_a = -s sum_j g sigma, v_w = -s sum_q a_q (...), v_b likewise, with the sc
 s = exp(log_scale) of the scaled dual weights (``cpu.velocity``). O(m k + n k) besides the
 ranges.
 
-Accuracy. Every running sum (the difference array, its sweep, the prefix sums G) is kept in
-double-double (hi + lo, each addition an error-free two-sum), so a range sum G_hi - G_lo is the
-correctly rounded difference of sums carried to about 2^-106: its error is at most
-eps |S| + 4 n eps^2 sum_j |g_j x_j^r| (eps = 2^-53), where plain prefix sums would lose up to
-eps sum_j |g_j x_j^r| to cancellation. The final combinations w S1 + b S0 and x C1 + C0 add
+Accuracy. Every running sum (the difference array, its sweep, the prefix sums) is kept in
+double-double (hi + lo, each addition an error-free two-sum), so every range moment S is the
+correctly rounded value of sums carried to about 2^-106: its error is at most
+eps |S| + 4 n eps^2 sum_j |g_j x_j^e| (eps = 2^-53), where plain prefix sums would lose up to
+eps sum_j |g_j x_j^e| to cancellation. The final combinations w S1 + b S0 and x C1 + C0 add
 eps (|w S1| + |b S0|) and eps (|x C1| + |C0|), the error of evaluating each particle's term
 a (w x + b) in expanded form (pairwise: eps |a z|); the sums agree with the pairwise kernels to
 about 1e-15 relative to the largest velocity (tests/test_sorted_kernels.py). The kernels
@@ -181,8 +182,9 @@ def _forward(thetaT, xs, order, counts, k, leak_p, scale, h_out):
                     if lo < hi:
                         d[lo, q, e, 0], err = _two_sum(d[lo, q, e, 0], coef)
                         d[lo, q, e, 1] += err
-                        d[hi, q, e, 0], err = _two_sum(d[hi, q, e, 0], -coef)
-                        d[hi, q, e, 1] += err
+                        if hi < n:  # the sweep never reaches d[n]
+                            d[hi, q, e, 0], err = _two_sum(d[hi, q, e, 0], -coef)
+                            d[hi, q, e, 1] += err
     for r in prange(R):
         run = np.zeros((k, 2, 2))
         for j in range(n):
@@ -199,47 +201,44 @@ def _forward(thetaT, xs, order, counts, k, leak_p, scale, h_out):
 
 
 @njit(parallel=True, **_OPTIONS)
-def _prefix_moments(dualT, xs, order, G):
-    """G[r, j, q, e, 0 / 1] = hi / lo of sum_{j' < j} g_r,order[j'],q xs[j']^e (e = 0, 1)."""
+def _range_moments(dualT, xs, order, sums):
+    """sums[r, c, 0 / 1, q, e] = sum over the sorted data j < c / j >= c of
+    g_r,order[j],q xs[j]^e (e = 0, 1): the moments over every active range a particle can have
+    (a prefix [0, c) for w < 0, a suffix [c, n) for w >= 0), each the correctly rounded value
+    of double-double prefix sums (module docstring)."""
     R, k, n = dualT.shape
     for r in prange(R):
+        hi, lo = np.zeros(n + 1), np.zeros(n + 1)  # the double-double prefix sums
         for q in range(k):
-            G[r, 0, q, 0, 0] = G[r, 0, q, 0, 1] = G[r, 0, q, 1, 0] = G[r, 0, q, 1, 1] = 0.0
-            for j in range(n):
-                g = np.float64(dualT[r, q, order[j]])
-                for e in range(2):
-                    term = g if e == 0 else g * xs[j]
-                    s, err = _two_sum(G[r, j, q, e, 0], term)
-                    G[r, j + 1, q, e, 0] = s
-                    G[r, j + 1, q, e, 1] = G[r, j, q, e, 1] + err
-
-
-@njit(inline="always", **_OPTIONS)
-def _range_sum(G, r, lo, hi, q, e):
-    """sum over sorted data [lo, hi) of the moment e, from the double-double prefix sums."""
-    s, err = _two_sum(G[r, hi, q, e, 0], -G[r, lo, q, e, 0])
-    return s + (err + (G[r, hi, q, e, 1] - G[r, lo, q, e, 1]))
+            for e in range(2):
+                for j in range(n):
+                    g = np.float64(dualT[r, q, order[j]])
+                    hi[j + 1], err = _two_sum(hi[j], g if e == 0 else g * xs[j])
+                    lo[j + 1] = lo[j] + err
+                for c in range(n + 1):
+                    sums[r, c, 0, q, e] = hi[c] + lo[c]
+                    top, err = _two_sum(hi[n], -hi[c])
+                    sums[r, c, 1, q, e] = top + (err + (lo[n] - lo[c]))
 
 
 @njit(parallel=True, **_OPTIONS)
-def _velocity(thetaT, xs, G, counts, log_scale, k, leak_p, train_a, train_w, train_b, v_out):
-    """v_out[r, i] from the prefix moments G and the active ranges (module docstring); frozen
+def _velocity(thetaT, sums, counts, log_scale, k, leak_p, train_a, train_w, train_b, v_out):
+    """v_out[r, i] from the range moments and the particles' counts (module docstring); frozen
     groups get 0."""
     R, _, m = thetaT.shape
-    n = xs.shape[0]
     blocks = (m + 1023) // 1024
     for rb in prange(R * blocks):
         r = rb // blocks
         speed = -np.exp(log_scale[r])
         for i in range((rb % blocks) * 1024, min((rb % blocks + 1) * 1024, m)):
             w, b = np.float64(thetaT[r, k, i]), np.float64(thetaT[r, k + 1, i])
-            lo, hi = _active_range(w, counts[r, i], n)
+            c, side = counts[r, i], 1 if w >= 0.0 else 0  # suffix [c, n) or prefix [0, c)
             slope_w = slope_b = 0.0
             for q in range(k):
-                s0, s1 = _range_sum(G, r, lo, hi, q, 0), _range_sum(G, r, lo, hi, q, 1)
+                s0, s1 = sums[r, c, side, q, 0], sums[r, c, side, q, 1]
                 value = w * s1 + b * s0
                 if leak_p != 0.0:
-                    t0, t1 = _range_sum(G, r, 0, n, q, 0), _range_sum(G, r, 0, n, q, 1)
+                    t0, t1 = sums[r, 0, 1, q, 0], sums[r, 0, 1, q, 1]  # all data
                     value = (1.0 - leak_p) * value + leak_p * (w * t1 + b * t0)
                     s0 = (1.0 - leak_p) * s0 + leak_p * t0
                     s1 = (1.0 - leak_p) * s1 + leak_p * t1
@@ -311,12 +310,11 @@ class SortedKernels:
         """:func:`kernels.cpu.velocity`, exactly (module docstring); xT (1, n)."""
         order, xs = self._sorted_points(xT)
         counts = self._updated_counts(thetaT, xs, k)
-        R, n = thetaT.shape[0], xs.shape[0]
-        shape = (R, n + 1, k, 2, 2)
+        shape = (thetaT.shape[0], xs.shape[0] + 1, 2, k, 2)
         if self._moments is None or self._moments.shape != shape:
             self._moments = np.empty(shape)
-        _prefix_moments(dualT, xs, order, self._moments)
-        _velocity(thetaT, xs, self._moments, counts, log_scale, k, leak(act_id, act_param),
+        _range_moments(dualT, xs, order, self._moments)
+        _velocity(thetaT, self._moments, counts, log_scale, k, leak(act_id, act_param),
                   train_a, train_w, train_b, v_out)
 
 
@@ -331,5 +329,5 @@ def warm_up(dtype) -> None:
                      np.zeros(1), 1, 0, 0.0, True, True, True, np.zeros((1, 1, 3)))
 
 
-JIT_KERNELS = (_update_counts, _forward, _prefix_moments, _velocity)
+JIT_KERNELS = (_update_counts, _forward, _range_moments, _velocity)
 cpu.stamp_disk_cache(*JIT_KERNELS)
