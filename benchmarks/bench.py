@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -176,10 +175,7 @@ def main(argv=None) -> int:
     results["failures"] = failures
     text = report.markdown(results)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path, json_path = (Path(f"{args.out}{suffix}") for suffix in (".md", ".json"))
-    markdown_path.write_text(text + "\n")
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    markdown_path, json_path = measure.write_results(args.out, text, results)
     print(f"wrote {markdown_path} and {json_path}", file=sys.stderr)
     if failures:
         print(f"FAILED: {len(failures)} peer checks disagree with this project", file=sys.stderr)

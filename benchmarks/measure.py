@@ -118,3 +118,16 @@ def machine() -> dict:
             versions[name] = None
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
             "versions": versions, "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def write_results(out, text: str, results: dict) -> tuple:
+    """Write OUT.md (the Markdown ``text``) and OUT.json (``results``), making OUT's folder;
+    returns the two paths."""
+    import json
+    from pathlib import Path
+
+    paths = tuple(Path(f"{out}{suffix}") for suffix in (".md", ".json"))
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    paths[0].write_text(text + "\n")
+    paths[1].write_text(json.dumps(results, indent=1) + "\n")
+    return paths

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -179,9 +178,7 @@ def main(argv=None) -> int:
                 for r in rows for c in r["agreement"].values() if not c["ok"]]
     text = markdown(results, names)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.md").write_text(text + "\n")
-    Path(f"{args.out}.json").write_text(json.dumps(results, indent=1) + "\n")
+    measure.write_results(args.out, text, results)
     plot(results, names, Path(f"{args.out}.png"))
     print(f"wrote {args.out}.md, .json and .png", file=sys.stderr)
     if failures:

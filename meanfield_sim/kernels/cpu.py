@@ -14,8 +14,9 @@ d = 1, k = 1 (the paper's regime) it takes a tile of particles per parallel item
 data points four at a time, one fused loop along the tile for the four (``_pair_pass``): the
 vector loop keeps the tile's length even at n = 10, and each particle's operands and
 accumulators are loaded once per four pairs (register blocking, measured 2x to 3x faster for
-ReLU than a loop per point). The forward pass fuses its d = 1, k = 1 loop the same way
-(``_output_pass``, four sums per loop). Other shapes with n < ``TILES_BELOW_N`` take the same
+ReLU than a loop per point; the exponential activations, compute-bound, keep a loop per point
+within the four: ``_pair_pass_by_point``). The forward pass fuses its d = 1, k = 1 loop the
+same way (``_output_pass``, four sums per loop). Other shapes with n < ``TILES_BELOW_N`` take the same
 order with a few vector loops per data point (``_velocity_tiles``); the rest take a block of
 particles per item and walk the data in tiles, recomputing z into a buffer that stays in L1
 and reducing it with element-wise loops (affine map, activation, dot products) that LLVM

@@ -1,6 +1,6 @@
 """Exact sort-and-sweep kernels for one-dimensional data (d = 1) and piecewise-linear
-activations (ReLU, leaky ReLU): a gradient evaluation in O((m + n) k) (O(m log n) on the first),
-after one O(n log n) sort of the data, instead of the pairwise kernels' O(m n k).
+activations (ReLU, leaky ReLU): a gradient evaluation in O((m + n) k), after one O(n log n) sort
+of the data, instead of the pairwise kernels' O(m n k).
 
 With d = 1 a particle (a_i in R^k, w_i, b_i) has the pre-activation z_i(x) = w_i x + b_i, and
 for sigma(z) = z (z > 0), p z (z <= 0) (ReLU: p = 0) its output is, as a function of x,
@@ -9,19 +9,19 @@ for sigma(z) = z (z > 0), p z (z <= 0) (ReLU: p = 0) its output is, as a functio
 
 Sort the data once, x_(0) <= ... <= x_(n-1). The set {j : z_i(x_(j)) > 0} of data where the
 particle is active is then an index range [lo_i, hi_i): a suffix [lo_i, n) for w_i >= 0 (w_i = 0:
-all or nothing, by the sign of b_i), a prefix [0, hi_i) for w_i < 0. A binary search finds it,
-with the predicate w_i x_(j) + b_i > 0 evaluated as one fused multiply-add: the exact sign of
-w x + b, as in the pairwise kernels, whose z = b + w x LLVM contracts into the same fma on FMA
-hardware. A data point exactly at a kink is inactive there, as in the pairwise kernels:
+all or nothing, by the sign of b_i), a prefix [0, hi_i) for w_i < 0. Its end is where the
+predicate w_i x_(j) + b_i > 0 flips, found from a guess (the bucket of the kink -b_i / w_i in a
+table over the data's range) by a walk, with the predicate evaluated as one fused multiply-add:
+the exact sign of w x + b, as in the pairwise kernels, whose z = b + w x LLVM contracts into the
+same fma on FMA hardware. A data point exactly at a kink is inactive there, as in the pairwise kernels:
 sigma'(0) := 0 for ReLU, p for leaky ReLU (``model.activations``).
 
 Forward pass: h(x_(j)) = s_m sum_i a_i sigma(z_i(x_(j))) = s_m (x_(j) C1_j + C0_j), where
 C_j = sum over the particles active at j of (1 - p) a_i (w_i, b_i), plus p sum_i a_i (w_i, b_i).
 Each particle adds its coefficients at lo_i and subtracts them at hi_i of a difference array;
-its running sum over j gives C_j. Cost O(m + n) for the sweep, and O(m log n) for the searches
-on a first call; later calls start from the last ranges, verify each in O(1) and search only
-where a particle's kink crossed a data point (``_update_counts``), so a step is O(m + n) in
-practice, as a sort kept from step to step and repaired would be.
+its running sum over j gives C_j. Cost O(m + n): the sweep, and the ranges, which later calls
+start from the last ones, verify in O(1) each and look up again only where a particle's kink
+crossed a data point (``_update_counts``), as a sort kept from step to step and repaired would.
 
 Velocity (the pairwise kernels' sums, restricted to the active range): with the dual weights
 g_j in sorted order, the moments S^(e)_c = sum_{j < c} g_j x_j^e (prefix) and sum_{j >= c}
@@ -59,7 +59,8 @@ _SORTED_IDS = tuple(ACTIVATION_IDS[a] for a in SORTED_ACTIVATIONS)
 
 SWEEP_CHUNKS = 8
 """Particle chunks of the forward pass, each with its own difference array (so that the
-scatter runs in parallel); their sum is taken in the sweep."""
+scatter runs in parallel); their sum is taken in the sweep. Fewer where n is not small
+against m: the arrays take chunks (n + 1) 4 k doubles."""
 
 # no fastmath anywhere here: reassociation would undo the two-sums
 _OPTIONS = dict(cache=True, error_model="numpy")
@@ -88,11 +89,6 @@ def _two_sum(a, b):
     return s, (a - (s - v)) + (b - v)
 
 
-SEARCH_LANES = 16
-"""Particles whose binary searches advance in lockstep: their load-compare chains overlap
-(measured 2.5x to 3x faster than one search after another)."""
-
-
 @njit(inline="always", **_OPTIONS)
 def _counts_right(w, b, xs, c):
     """Whether c is the particle's count: the predicate fma(w, xs[j], b) > 0 flips between
@@ -106,47 +102,67 @@ def _counts_right(w, b, xs, c):
     return before_ok and after_ok
 
 
+WALK_LIMIT = 32
+"""Steps from the bucket's guess after which ``_locate`` falls back to a binary search."""
+
+
+@njit(inline="always", **_OPTIONS)
+def _locate(w, b, xs, buckets, lo_x, per_x):
+    """The particle's count on sorted xs (see _update_counts): a guess from the bucket of its
+    kink -b/w (buckets[q] = the number of data below lo_x + q / per_x), then a walk to where the
+    predicate flips, exact because the predicate is monotone along xs."""
+    n = xs.shape[0]
+    rising = w >= 0.0
+    if w == 0.0:  # z = b everywhere: all active (count 0 inactive) or none (n inactive)
+        return 0 if b > 0.0 else n
+    place = (-b / w - lo_x) * per_x
+    top = buckets.shape[0] - 1
+    c = buckets[0] if not place > 0.0 else (buckets[top] if place >= top else buckets[int(place)])
+    steps = 0
+    # "counted" points: the inactive ones for w >= 0 (a prefix), the active ones for w < 0
+    while c < n and (_fma(w, xs[c], b) > 0.0) != rising and steps < WALK_LIMIT:
+        c += 1
+        steps += 1
+    while c > 0 and (_fma(w, xs[c - 1], b) > 0.0) == rising and steps < WALK_LIMIT:
+        c -= 1
+        steps += 1
+    if steps < WALK_LIMIT:
+        return c
+    lo, hi = 0, n  # binary search for the first point that is not counted
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if (_fma(w, xs[mid], b) > 0.0) != rising:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @njit(parallel=True, **_OPTIONS)
-def _update_counts(thetaT, xs, k, counts):
+def _update_counts(thetaT, xs, buckets, lo_x, per_x, k, counts):
     """counts[r, i] <- the particle's count on sorted xs: the number of inactive points
     (w >= 0: active on the suffix [count, n)) or of active points (w < 0: active on the prefix
     [0, count)), where the active set is {j : fma(w, xs[j], b) > 0}.
 
-    The counts given are guesses (the last evaluation's: particles move little per step). Each
-    is verified at its two neighbours, O(1); a block of SEARCH_LANES particles with a wrong
-    guess is searched anew, by binary searches on the monotone predicate in lockstep, in steps
-    of 2^L, ..., 2, 1, with selects instead of branches."""
+    The counts given are guesses (the last evaluation's: particles move little per step), each
+    verified at its two neighbours in O(1); a wrong one is found anew by ``_locate``, O(1) for
+    data spread over their range (the buckets), O(log n) at worst."""
     R, _, m = thetaT.shape
+    for ri in prange(R * m):
+        r, i = ri // m, ri % m
+        w, b = np.float64(thetaT[r, k, i]), np.float64(thetaT[r, k + 1, i])
+        if not _counts_right(w, b, xs, counts[r, i]):
+            counts[r, i] = _locate(w, b, xs, buckets, lo_x, per_x)
+
+
+def kink_buckets(xs: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(buckets, lo_x, per_x) for sorted xs: n uniform buckets over [xs[0], xs[-1]],
+    buckets[q] = the number of points below xs[0] + q / per_x (q = 0..n)."""
     n = xs.shape[0]
-    top = 1
-    while top * 2 <= n:
-        top *= 2
-    blocks = (m + SEARCH_LANES - 1) // SEARCH_LANES
-    for rb in prange(R * blocks):
-        r, i0 = rb // blocks, (rb % blocks) * SEARCH_LANES
-        lanes = min(SEARCH_LANES, m - i0)
-        w, b = np.zeros(SEARCH_LANES), np.zeros(SEARCH_LANES)
-        rising = np.ones(SEARCH_LANES, dtype=np.bool_)
-        known = True
-        for u in range(lanes):
-            w[u], b[u] = np.float64(thetaT[r, k, i0 + u]), np.float64(thetaT[r, k + 1, i0 + u])
-            rising[u] = w[u] >= 0.0
-            known = known and _counts_right(w[u], b[u], xs, counts[r, i0 + u])
-        if known:
-            continue
-        count = np.zeros(SEARCH_LANES, dtype=np.int64)
-        step = top
-        while step > 0:
-            for u in range(SEARCH_LANES):
-                j = count[u] + step
-                inside = j <= n
-                # rising: count the inactive points (a prefix); falling: the active ones
-                active = _fma(w[u], xs[j - 1 if inside else 0], b[u]) > 0.0
-                past = inside and active != rising[u]
-                count[u] = j if past else count[u]
-            step //= 2
-        for u in range(lanes):
-            counts[r, i0 + u] = count[u]
+    lo_x, span = float(xs[0]), float(xs[-1] - xs[0])
+    per_x = n / span if span > 0.0 else 0.0
+    edges = lo_x + np.arange(n + 1) / per_x if per_x > 0.0 else np.full(n + 1, lo_x)
+    return np.searchsorted(xs, edges, side="left").astype(np.int64), lo_x, per_x
 
 
 @njit(inline="always", **_OPTIONS)
@@ -161,7 +177,7 @@ def _forward(thetaT, xs, order, counts, k, leak_p, scale, h_out):
     from the particles' active ranges (their counts)."""
     R, _, m = thetaT.shape
     n = xs.shape[0]
-    chunks = min(SWEEP_CHUNKS, max(1, m // 4096))
+    chunks = max(1, min(SWEEP_CHUNKS, m // 4096, m // (n + 1)))  # chunks n <= m: O(m) memory
     per_chunk = (m + chunks - 1) // chunks
     # diff[r, c, j, q, e, 0 / 1]: hi / lo of the coefficient e (0: of x, 1: constant)
     diff = np.zeros((R, chunks, n + 1, k, 2, 2))
@@ -263,31 +279,35 @@ class SortedKernels:
     loss_pass = staticmethod(cpu.loss_pass)  # O(n k): nothing to sort
 
     def __init__(self):
-        self._sorted: dict[int, tuple] = {}  # id(points) -> (points, order, sorted values)
+        self._sorted: dict[int, tuple] = {}  # id(points) -> (points, order, xs, buckets)
         self._counts: dict[int, tuple] = {}  # id(xs) -> (xs, counts (R, m) int64)
         self._moments = None
 
-    def _sorted_points(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(order, xs) with xs = points.ravel()[order] ascending, in float64 (stable order, so
-        equal points keep their order); arrays of equal values share one (order, xs)."""
+    def _sorted_points(self, points: np.ndarray) -> tuple:
+        """(order, xs, buckets) with xs = points.ravel()[order] ascending, in float64 (stable
+        order, so equal points keep their order) and xs's ``kink_buckets``; arrays of equal
+        values share them."""
         hit = self._sorted.get(id(points))
         if hit is not None and hit[0] is points:
-            return hit[1], hit[2]
+            return hit[1:]
         values = np.ascontiguousarray(points, dtype=np.float64).ravel()
         if np.isnan(values).any():
             raise ValueError("the sorted kernels need data without NaN")
-        for _, order, xs in self._sorted.values():
+        for entry in self._sorted.values():
+            order, xs = entry[1], entry[2]
             if xs.shape == values.shape and np.array_equal(xs, values[order]):
+                found = entry[1:]
                 break
         else:
             order = np.argsort(values, kind="stable")
             xs = np.ascontiguousarray(values[order])
+            found = (order, xs, kink_buckets(xs))
         if len(self._sorted) >= 8:  # a flow's x, xT and a few grids: keep the newest
             self._sorted.pop(next(iter(self._sorted)))
-        self._sorted[id(points)] = (points, order, xs)
-        return order, xs
+        self._sorted[id(points)] = (points, *found)
+        return found
 
-    def _updated_counts(self, thetaT, xs, k) -> np.ndarray:
+    def _updated_counts(self, thetaT, xs, buckets, k) -> np.ndarray:
         """The particles' counts on xs (R, m), updated from the last ones (_update_counts)."""
         R, m = thetaT.shape[0], thetaT.shape[2]
         hit = self._counts.get(id(xs))
@@ -296,20 +316,20 @@ class SortedKernels:
             if len(self._counts) >= 8:
                 self._counts.pop(next(iter(self._counts)))
             self._counts[id(xs)] = hit
-        _update_counts(thetaT, xs, k, hit[1])
+        _update_counts(thetaT, xs, *buckets, k, hit[1])
         return hit[1]
 
     def forward(self, thetaT, x, k, act_id, act_param, scale, h_out):
         """h_out[r, j, :] = scale sum_i a_ri sigma(w_ri x_j + b_ri) (h_out: float64); x (n, 1)."""
-        order, xs = self._sorted_points(x)
-        counts = self._updated_counts(thetaT, xs, k)
+        order, xs, buckets = self._sorted_points(x)
+        counts = self._updated_counts(thetaT, xs, buckets, k)
         _forward(thetaT, xs, order, counts, k, leak(act_id, act_param), float(scale), h_out)
 
     def velocity(self, thetaT, xT, dualT, log_scale, k, act_id, act_param, train_a, train_w,
                  train_b, v_out):
         """:func:`kernels.cpu.velocity`, exactly (module docstring); xT (1, n)."""
-        order, xs = self._sorted_points(xT)
-        counts = self._updated_counts(thetaT, xs, k)
+        order, xs, buckets = self._sorted_points(xT)
+        counts = self._updated_counts(thetaT, xs, buckets, k)
         shape = (thetaT.shape[0], xs.shape[0] + 1, 2, k, 2)
         if self._moments is None or self._moments.shape != shape:
             self._moments = np.empty(shape)
