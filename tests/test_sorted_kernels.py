@@ -90,6 +90,11 @@ def adversarial(rng, name):
         x = rng.integers(-8, 9, n) / 4.0  # repeated points too
         w = rng.choice([-2.0, -0.5, 0.5, 1.0, 4.0], m)
         return random_problem(rng, 1, m, n, 1, w=w, b=-w * rng.choice(x, m), x=x)
+    if name == "clustered with an outlier":  # every point but one in the first kink bucket:
+        # the bucket's guess is far off and the lookup falls back to its binary search
+        x = np.concatenate([rng.uniform(0, 1e-3, n - 1), [1e3]])
+        w = rng.normal(size=m)
+        return random_problem(rng, 1, m, n, 1, w=w, b=-w * rng.uniform(0, 1e-3, m), x=x)
     if name == "steep":  # large |w| and |b| with kinks inside the data
         w = 1e3 * rng.normal(size=m)
         return random_problem(rng, 1, m, n, 1, w=w, b=-w * rng.uniform(-1, 1, m),
@@ -99,7 +104,7 @@ def adversarial(rng, name):
 
 @pytest.mark.parametrize("act_id, param", [(RELU, 0.0), (LEAKY, 0.25)], ids=["relu", "leaky"])
 @pytest.mark.parametrize("name", ["kinks outside the data", "|b/w| >> |x|", "all on one side",
-                                  "w = 0", "ties", "steep"])
+                                  "w = 0", "ties", "clustered with an outlier", "steep"])
 def test_sorted_agrees_with_pairwise_on_adversarial_problems(name, act_id, param):
     thetaT, x, dualT, log_scale = adversarial(np.random.default_rng(2), name)
     (h1, v1), (h2, v2) = both(thetaT, x, dualT, log_scale, 1, act_id, param)
