@@ -22,9 +22,9 @@ from . import main
               help="Same as --set run.backend=NAME: 'cuda' runs the network on a GPU "
                    "(the 'cuda' extra).")
 @click.option("--kernel", type=click.Choice(("auto", "pairwise", "sorted")),
-              help="Same as --set run.kernel=NAME: 'sorted' is the exact O((m + n) log n) "
-                   "kernel for d = 1 and relu / leaky_relu; 'auto' (the default) picks it "
-                   "where it applies.")
+              help="Same as --set run.kernel=NAME: 'sorted' is the exact O(m + n) kernel "
+                   "for d = 1 and relu / leaky_relu; 'auto' (the default) picks it where it "
+                   "applies and n >= 100.")
 @click.option("--force", is_flag=True,
               help="Replace OUTPUT if it exists (the old file stays until the new one is "
                    "complete).")
