@@ -88,8 +88,8 @@ two threads on two busy cores)."""
 
 
 SORTED_PAIRS_PER_PARTICLE = 100
-"""The sorted kernels' work per particle (a binary search, a scatter, a few range sums: some
-30 ns), in pairs of the pairwise kernels, for :func:`choose_threads`."""
+"""The sorted kernels' work per particle (a range check or lookup, a scatter, a few range sums:
+some 20 ns), in pairs of the pairwise kernels, for :func:`choose_threads`."""
 
 
 def choose_threads(pairs: int, limit: int = 0) -> int:
