@@ -321,3 +321,19 @@ def test_section_5_1_runs_identically_under_both_kernels():
     (steps1, evals1, f1), (steps2, evals2, f2) = runs
     assert (steps1, evals1) == (steps2, evals2) and steps1 > 10
     assert rel(f1[0], f2[0]) <= TOL and rel(f1, f2) <= 1e-14 * steps1
+
+
+def test_the_data_stay_sorted_once_while_fresh_grid_arrays_come_and_go():
+    """A flow evaluates on its data every step and on a fresh grid array at every record: the
+    data's sorted order (and with it the particles' kept ranges) must survive any number of
+    grid calls, not be evicted by them."""
+    rng = np.random.default_rng(9)
+    thetaT, x, _, _ = random_problem(rng, 1, 50, 30, 1)
+    kern, h = SortedKernels(), np.empty((1, 30, 1))
+    kern.forward(thetaT, x, 1, RELU, 0.0, 0.02, h)
+    first = kern._sorted_points(x)
+    for _ in range(20):
+        grid = np.linspace(-3, 3, 41).reshape(-1, 1)  # a new array each record, as outputs_at
+        kern.forward(thetaT, grid, 1, RELU, 0.0, 0.02, np.empty((1, 41, 1)))
+        kern.forward(thetaT, x, 1, RELU, 0.0, 0.02, h)
+    assert all(a is b for a, b in zip(kern._sorted_points(x), first))

@@ -90,16 +90,21 @@ def _two_sum(a, b):
 
 
 @njit(inline="always", **_OPTIONS)
+def _counted(w, b, x, rising):
+    """Whether the point x belongs to the particle's count: inactive (fma(w, x, b) <= 0) for
+    w >= 0, active for w < 0. Along sorted data the counted points form a prefix."""
+    return (_fma(w, x, b) > 0.0) != rising
+
+
+@njit(inline="always", **_OPTIONS)
 def _counts_right(w, b, xs, c):
-    """Whether c is the particle's count: the predicate fma(w, xs[j], b) > 0 flips between
-    j = c - 1 and c (inactive before, active from c on for w >= 0; the reverse for w < 0)."""
+    """Whether c is the particle's count: the points before c are counted, the rest not."""
     n = xs.shape[0]
     if c < 0 or c > n:
         return False
     rising = w >= 0.0
-    before_ok = c == 0 or (_fma(w, xs[c - 1], b) > 0.0) != rising
-    after_ok = c == n or (_fma(w, xs[c], b) > 0.0) == rising
-    return before_ok and after_ok
+    return (c == 0 or _counted(w, b, xs[c - 1], rising)) and \
+        (c == n or not _counted(w, b, xs[c], rising))
 
 
 WALK_LIMIT = 32
@@ -119,11 +124,10 @@ def _locate(w, b, xs, buckets, lo_x, per_x):
     top = buckets.shape[0] - 1
     c = buckets[0] if not place > 0.0 else (buckets[top] if place >= top else buckets[int(place)])
     steps = 0
-    # "counted" points: the inactive ones for w >= 0 (a prefix), the active ones for w < 0
-    while c < n and (_fma(w, xs[c], b) > 0.0) != rising and steps < WALK_LIMIT:
+    while c < n and _counted(w, b, xs[c], rising) and steps < WALK_LIMIT:
         c += 1
         steps += 1
-    while c > 0 and (_fma(w, xs[c - 1], b) > 0.0) == rising and steps < WALK_LIMIT:
+    while c > 0 and not _counted(w, b, xs[c - 1], rising) and steps < WALK_LIMIT:
         c -= 1
         steps += 1
     if steps < WALK_LIMIT:
@@ -131,7 +135,7 @@ def _locate(w, b, xs, buckets, lo_x, per_x):
     lo, hi = 0, n  # binary search for the first point that is not counted
     while lo < hi:
         mid = (lo + hi) // 2
-        if (_fma(w, xs[mid], b) > 0.0) != rising:
+        if _counted(w, b, xs[mid], rising):
             lo = mid + 1
         else:
             hi = mid
@@ -289,6 +293,7 @@ class SortedKernels:
         values share them."""
         hit = self._sorted.get(id(points))
         if hit is not None and hit[0] is points:
+            self._sorted[id(points)] = self._sorted.pop(id(points))  # the newest: kept longest
             return hit[1:]
         values = np.ascontiguousarray(points, dtype=np.float64).ravel()
         if np.isnan(values).any():
@@ -302,7 +307,7 @@ class SortedKernels:
             order = np.argsort(values, kind="stable")
             xs = np.ascontiguousarray(values[order])
             found = (order, xs, kink_buckets(xs))
-        if len(self._sorted) >= 8:  # a flow's x, xT and a few grids: keep the newest
+        if len(self._sorted) >= 8:  # a flow's x, xT and a few grids: drop the least used
             self._sorted.pop(next(iter(self._sorted)))
         self._sorted[id(points)] = (points, *found)
         return found
