@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softplus", "flat_sigmoid")
-SORTED_ACTIVATIONS = ("relu", "leaky_relu")
+SORTED_ACTIVATIONS = ("relu", "leaky_relu", "flat_sigmoid")
 """The activations of the exact sort-and-sweep kernels for d = 1 (kernels.sorted1d)."""
 KERNELS = ("auto", "pairwise", "sorted")
 LOSSES = ("logistic", "exponential", "softmax_ce")

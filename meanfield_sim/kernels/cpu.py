@@ -518,7 +518,8 @@ def warm_up(dtype) -> None:
                  True, True, True, np.zeros((1, 1, p)))  # into the float64 state's stage buffer
 
 
-KERNEL_SOURCES = ("kernels/cpu.py", "kernels/blocked.py", "model/activations.py",
+KERNEL_SOURCES = ("kernels/cpu.py", "kernels/blocked.py", "kernels/doubledouble.py",
+                  "model/activations.py",
                   "model/losses.py", "model/numeric.py", "model/fastexp.py")
 
 
