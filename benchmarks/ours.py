@@ -46,8 +46,8 @@ def resolved_kernel(case: Case) -> str:
     """The kernel run.kernel = 'auto' picks for a case: 'sorted' or 'pairwise'."""
     from meanfield_sim import config
     from meanfield_sim.kernels import resolve_kernel
-    return resolve_kernel(config.loads(config_text(case))["derived"]["kernel"],
-                          case.shape.points)
+    cfg = config.loads(config_text(case))
+    return resolve_kernel(cfg["derived"]["kernel"], case.shape.points, cfg["model"]["activation"])
 
 
 def make_step(case: Case, kernel: str = "auto"

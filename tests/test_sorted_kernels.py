@@ -289,12 +289,14 @@ def test_auto_leaves_the_choice_to_the_flow_where_sorted_applies():
     assert allowed("auto", "flat_sigmoid") == "auto"
 
 
-@pytest.mark.parametrize("points, kernel", [(10, "pairwise"), (99, "pairwise"),
-                                            (100, "sorted"), (1000, "sorted")])
-def test_the_flow_picks_sorted_from_100_data_points(points, kernel):
+@pytest.mark.parametrize("activation, points, kernel", [
+    ("relu", 10, "pairwise"), ("relu", 199, "pairwise"), ("relu", 200, "sorted"),
+    ("leaky_relu", 1000, "sorted"), ("flat_sigmoid", 399, "pairwise"),
+    ("flat_sigmoid", 400, "sorted")])
+def test_the_flow_picks_the_faster_kernel(activation, points, kernel):
     """Where the sorted kernels apply, 'auto' takes the faster family: pairwise below
-    kernels.SORTED_FROM_POINTS data points, sorted from there on."""
-    text = BASE.format(run="", activation="relu", dim=1).replace(
+    kernels.SORTED_FROM_POINTS[activation] data points, sorted from there on."""
+    text = BASE.format(run="", activation=activation, dim=1).replace(
         "class_sizes = [5, 5]", f"class_sizes = [{points // 2}, {points - points // 2}]")
     flow, _ = build_flow(config.loads(text))
     assert flow.kernel == kernel

@@ -23,8 +23,8 @@ from . import main
                    "(the 'cuda' extra).")
 @click.option("--kernel", type=click.Choice(("auto", "pairwise", "sorted")),
               help="Same as --set run.kernel=NAME: 'sorted' is the exact O(m + n) kernel "
-                   "for d = 1 and relu / leaky_relu; 'auto' (the default) picks it where it "
-                   "applies and n >= 100.")
+                   "for d = 1 and relu, leaky_relu or flat_sigmoid; 'auto' (the default) picks "
+                   "it where it applies and n >= 200 (flat_sigmoid: 400).")
 @click.option("--force", is_flag=True,
               help="Replace OUTPUT if it exists (the old file stays until the new one is "
                    "complete).")

@@ -114,8 +114,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "Runge-Kutta integrators)", choices=("cpu", "cuda")),
         "kernel": Key((str,), "auto", "the network kernels' algorithm: 'pairwise' (a pass over "
                       "every particle-data pair; any network), 'sorted' (exact sort-and-sweep, "
-                      "O(m + n) per evaluation: d = 1, relu or leaky_relu, backend 'cpu'), "
-                      "'auto' = sorted where it applies and n >= 100 (where it is the faster)",
+                      "O(m + n) per evaluation: d = 1, relu, leaky_relu or flat_sigmoid, backend "
+                      "'cpu'), 'auto' = sorted where it applies and is the faster: n >= 200 "
+                      "(relu, leaky_relu), n >= 400 (flat_sigmoid)",
                       choices=KERNELS),
         "threads": Key((int,), 0, "most threads the kernels use; 0 = all Numba has (small "
                        "problems use fewer: see kernels.choose_threads)", _nonneg),

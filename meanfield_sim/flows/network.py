@@ -37,7 +37,8 @@ class ParticleFlow:
                  backend: str = "cpu", threads: int = 0, kernel: str = "pairwise"):
         self.spec, self.data, self.replicas = spec, data, replicas
         self.dtype, self.backend = np.dtype(dtype), backend
-        self.kernel = kernels.resolve_kernel(kernel, data.n)  # 'sorted' or 'pairwise'
+        # 'sorted' or 'pairwise'
+        self.kernel = kernels.resolve_kernel(kernel, data.n, spec.activation)
         self.kernels = kernels.get_backend(backend, spec.input_dim, spec.outputs, self.kernel)
         self.x = np.ascontiguousarray(data.x, dtype=self.dtype)
         self.xT = np.ascontiguousarray(self.x.T)

@@ -44,18 +44,21 @@ def _cuda_module() -> ModuleType:
     return cuda_kernels
 
 
-SORTED_FROM_POINTS = 100
-"""n from which run.kernel = 'auto' picks the sorted kernels where they apply. Both kernel
-families cost O(m) per data-point count: a pairwise step some 0.2 ns per pair, a sorted one
-some 20 ns per particle whatever n (measured at m = 10^3 to 10^4: the sorted step is 0.5x as
-fast at n = 10, 1.05x to 1.2x at n = 100, 3.2x at m = 3000, n = 1000)."""
+SORTED_FROM_POINTS = {"relu": 200, "leaky_relu": 200, "flat_sigmoid": 400}
+"""n from which run.kernel = 'auto' picks the sorted kernels, per activation they serve. Both
+kernel families cost O(m) per data-point count: a pairwise evaluation some 0.2 to 0.3 ns per
+pair, a sorted one some 20 ns (ReLU) or 70 ns (the flat sigmoid, in double-double) per particle
+whatever n. Measured per gradient evaluation of the Section 5.1 flow, sorted against pairwise
+speed: ReLU 0.66x at n = 100, 1.17x at 200 (m = 10^3), 0.99x at 200 (m = 10^4); the flat
+sigmoid 0.61x at 200 and 0.82x at 400 (m = 10^3), 1.04x at 200 and 1.8x at 400 (m = 10^4),
+1.55x to 2.8x at 800."""
 
 
-def resolve_kernel(allowed: str, points: int) -> str:
+def resolve_kernel(allowed: str, points: int, activation: str) -> str:
     """'sorted' or 'pairwise' from the config's derived kernel ('auto': sorted from
-    SORTED_FROM_POINTS data points on)."""
+    SORTED_FROM_POINTS[activation] data points on)."""
     if allowed == "auto":
-        return "sorted" if points >= SORTED_FROM_POINTS else "pairwise"
+        return "sorted" if points >= SORTED_FROM_POINTS[activation] else "pairwise"
     return allowed
 
 
