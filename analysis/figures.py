@@ -14,6 +14,9 @@ convention, replicas shown as the median with a band from the smallest to the la
     simplex.png     k = 3: points and class means at the last record, projected onto the plane
                     orthogonal to (1, 1, 1) (the simplex's plane)
     collapse.png    k >= 2: NC1, NC2 and simplex errors over time
+
+``mean_field_limit_figure(ds, companions, path)`` draws a large run against runs at a smaller
+width (the report's mean-field-limit claim).
 """
 from __future__ import annotations
 
@@ -205,6 +208,47 @@ def three_neuron_gap_figure(runs: list, path: str | Path) -> Path:
     right.set_xscale("log")
     return _save(fig, right, Path(path), "Section 5.2: the gap h(1) - h(-1) and its limit",
                  log_time=True)
+
+
+def mean_field_limit_figure(ds: xr.Dataset, companions: list, path: str | Path) -> Path:
+    """A large binary d = 1 run against runs of the same config at a smaller width (other
+    seeds), at the last record: h / path norm on the grid (left), and each run's deviation from
+    the smaller runs' mean (right), where the seed-to-seed spread shows and the large run should
+    lie inside it."""
+    def final(run):
+        g = q.normalised_classifier(run.isel(time=-1)).grid_outputs.isel(output=0, replica=0)
+        return g.values
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    x, big = ds.grid_x.values[:, 0], final(ds)
+    small = np.array([final(run) for run in companions])
+    mean = small.mean(axis=0)
+    seeds = ", ".join(str(run.attrs["seed"]) for run in companions)
+    for i, g in enumerate(small):
+        label = f"m = {q.width(companions[0])}, seeds {seeds}" if i == 0 else None
+        left.plot(x, g, color="tab:blue", linewidth=0.8, alpha=0.6, label=label)
+        right.plot(x, g - mean, color="tab:blue", linewidth=0.8, alpha=0.6, label=label)
+    right.fill_between(x, small.min(axis=0) - mean, small.max(axis=0) - mean, color="tab:blue",
+                       alpha=0.15, linewidth=0, label="their range (seed to seed)")
+    label = f"m = {q.width(ds)}, seed {ds.attrs['seed']}"
+    left.plot(x, big, color="k", linewidth=1.5, label=label)
+    right.plot(x, big - mean, color="k", linewidth=1.5, label=label)
+    left.set_ylabel("h / path norm at the last record")
+    right.set_ylabel("h / path norm minus their mean")
+    for ax in (left, right):
+        ax.set_xlabel("x (grid; data in the shaded intervals)")
+        for lo, hi in _class_intervals(ds):
+            ax.axvspan(lo, hi, color="0.92", zorder=0)
+    return _save(fig, (left, right), Path(path),
+                 f"Mean-field limit at t = {float(ds.time[-1]):.3g}: m = {q.width(ds)} "
+                 f"against {len(companions)} seeds at m = {q.width(companions[0])}",
+                 log_time=False)
+
+
+def _class_intervals(ds: xr.Dataset) -> list[tuple[float, float]]:
+    """[min, max] of the data of each class (d = 1)."""
+    x, label = ds.x.values[:, 0], ds.label.values
+    return [(float(x[label == c].min()), float(x[label == c].max())) for c in np.unique(label)]
 
 
 def plot_run(ds: xr.Dataset, folder: str | Path) -> list[Path]:

@@ -31,6 +31,11 @@ from .features import hidden_features
 NORMS = {"path": "path_norm", "euclidean": "euclidean_norm"}
 
 
+def width(ds: xr.Dataset) -> int:
+    """The run's number of particles m (model.width of its config)."""
+    return tomllib.loads(ds.attrs["config"])["model"]["width"]
+
+
 def class_indices(ds: xr.Dataset) -> np.ndarray:
     """Labels as class indices 0..K-1 (binary labels -1, +1 become 0, 1)."""
     label = ds.label.values

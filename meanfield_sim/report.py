@@ -2,8 +2,9 @@
 figures and a claim-by-claim table of what the paper states, what was measured and the error.
 
 Each :class:`Claim` names a config in the report's folder (``runs/paper``), overrides (the
-three-neuron example runs with several weightings), shorter settings for ``--quick``, and a check
-that turns the run's Dataset into table rows. A row passes when its error is within the
+three-neuron example runs with several weightings), shorter settings for ``--quick``, further
+runs to compare with (the mean-field limit against seeds at a tenth of the width), and a check
+that turns the run's Dataset (and its companions') into table rows. A row passes when its error is within the
 tolerance given beside it, and says why that tolerance (method order, asymptotic rate).
 Finished runs are reused when their file holds exactly the config that would be run.
 """
@@ -21,7 +22,7 @@ from . import config as config_mod
 from .analysis import collapse, maxmargin
 from .analysis import quantities as q
 from .analysis.dataset import open_run
-from .analysis.figures import plot_run, three_neuron_gap_figure
+from .analysis.figures import mean_field_limit_figure, plot_run, three_neuron_gap_figure
 
 
 @dataclass
@@ -43,9 +44,10 @@ class Row:
 class Claim:
     key: str
     config: str
-    check: Callable  # (Dataset, quick) -> list[Row]
+    check: Callable  # (Dataset, quick, companions: list[Dataset]) -> list[Row]
     overrides: dict = field(default_factory=dict)
     quick: dict = field(default_factory=dict)
+    companions: Callable | None = None  # the run's config -> overrides of each companion run
 
 
 def _last(ds, name) -> np.ndarray:
@@ -53,7 +55,7 @@ def _last(ds, name) -> np.ndarray:
 
 
 def _final_layer(source, statement):
-    def check(ds, quick):
+    def check(ds, quick, companions):
         tol = 1e-4 if quick else 1e-6
         why = "projected dopri5 at rtol 1e-8; exponential approach"
         spread, vertex = (float(_last(ds, name).max()) for name in ("class_spread",
@@ -65,7 +67,7 @@ def _final_layer(source, statement):
     return check
 
 
-def _penultimate(ds, quick):
+def _penultimate(ds, quick, companions):
     c = q.collapse_over_time(ds).isel(time=-1)
     cfg = config_mod.loads(ds.attrs["config"])
     radius = cfg["toy"]["radius"]
@@ -85,7 +87,7 @@ def _penultimate(ds, quick):
     return [Row(src, s, name, float(v), float(v), tol, why) for s, name, v in rows]
 
 
-def _lemma16(ds, quick):
+def _lemma16(ds, quick, companions):
     nm = (ds.margin / ds.path_norm).isel(replica=0)
     x, y = ds.x.values, ds.label.values
     optimum = q.max_margin_reference(ds)["path"]
@@ -113,7 +115,7 @@ def _lemma16(ds, quick):
     ]
 
 
-def _lemma18(ds, quick):
+def _lemma18(ds, quick, companions):
     p = ds.weight.values
     gaps, limit = q.three_neuron_gap(ds)
     gap = float(gaps[-1])
@@ -128,6 +130,37 @@ def _lemma18(ds, quick):
                 "max |w(t) - w(0)| + |b(t) - b(0)|", moved, moved, 0.0, "exactly, bit for bit")]
 
 
+def _seeds_at_a_tenth_of_the_width(cfg: dict) -> list[dict]:
+    """Five runs of the config at m / 10 with seeds other than its own."""
+    seed, width = cfg["run"]["seed"], cfg["model"]["width"]
+    return [{"model": {"width": width // 10}, "run": {"seed": seed + 1 + s}} for s in range(5)]
+
+
+def _mean_field_limit(ds, quick, companions):
+    """h / path norm of the large run at its end against the seed-to-seed spread of the
+    companion runs at a tenth of the width."""
+    def final(run):
+        g = q.normalised_classifier(run.isel(time=-1)).grid_outputs.isel(output=0, replica=0)
+        return g.values, float((run.margin / run.path_norm).isel(time=-1, replica=0))
+
+    big, big_margin = final(ds)
+    small = [final(run) for run in companions]
+    grids, margins = np.array([g for g, _ in small]), np.array([nm for _, nm in small])
+    m, m_small, t = q.width(ds), q.width(companions[0]), float(ds.time[-1])
+    src, why = "mean-field limit", (f"the spread (max - min) of {len(small)} seeds at "
+                                    f"m = {m_small}: fluctuations are O(m^-1/2)")
+    deviation = float(np.abs(big - grids.mean(axis=0)).max())
+    deviation_margin = abs(big_margin - float(margins.mean()))
+    return [
+        Row(src, f"h / ||h|| at m = {m} agrees with m = {m_small}",
+            f"max over the grid of |h/||h|| - seeds' mean| at t = {t:.3g}", deviation,
+            deviation, float((grids.max(axis=0) - grids.min(axis=0)).max()), why),
+        Row(src, f"margin / path norm at m = {m} agrees with m = {m_small}",
+            f"|margin / path norm - seeds' mean| at t = {t:.3g}", big_margin,
+            deviation_margin, float(margins.max() - margins.min()), why),
+    ]
+
+
 CLAIMS = (
     Claim("final_layer_k3", "final_layer_k3.toml",
           _final_layer("Lemma 4, (4)", "the classes sit at the simplex vertices of (4)")),
@@ -137,6 +170,9 @@ CLAIMS = (
           quick={"run": {"t_end": 2.0e3}}),
     Claim("section5_1", "section5_1_relu.toml", _lemma16,
           quick={"run": {"t_end": 1.0e4}, "record": {"count": 40}}),
+    Claim("section5_1_million", "section5_1_million.toml", _mean_field_limit,
+          quick={"model": {"width": 10000}, "run": {"t_end": 1.0e4}, "record": {"count": 40}},
+          companions=_seeds_at_a_tenth_of_the_width),
     Claim("section5_2_collapse", "section5_2_three_neurons.toml", _lemma18),
     Claim("section5_2_p3_below", "section5_2_three_neurons.toml", _lemma18,
           overrides={"data": {"weights": [0.3, 0.3, 0.4]}}),
@@ -145,11 +181,13 @@ CLAIMS = (
 )
 
 
-def _config(folder: Path, claim: Claim, quick: bool) -> dict:
+def _config(folder: Path, claim: Claim, quick: bool, companion: dict | None = None) -> dict:
     raw = config_mod.read(folder / claim.config)
     config_mod.apply_sections(raw, claim.overrides)
     if quick:
         config_mod.apply_sections(raw, claim.quick)
+    if companion is not None:
+        config_mod.apply_sections(raw, companion)
     return config_mod.resolve(raw)
 
 
@@ -164,6 +202,14 @@ def _run_or_reuse(cfg: dict, path: Path) -> tuple:
     return open_run(path), "ran"
 
 
+def _companions_note(key: str, companions: list) -> str:
+    if not companions:
+        return ""
+    seeds = ", ".join(str(run.attrs["seed"]) for run in companions)
+    return (f", companions `runs/{key}_1.h5` to `_{len(companions)}.h5` at "
+            f"m = {q.width(companions[0])}, seeds {seeds}")
+
+
 def make_report(folder: str | Path, out: str | Path, quick: bool = False,
                 log: Callable[[str], None] = print) -> tuple[Path, list[Row]]:
     """Run every claim's config from ``folder`` (or reuse it), write figures and report.md to
@@ -175,12 +221,22 @@ def make_report(folder: str | Path, out: str | Path, quick: bool = False,
     for claim in CLAIMS:
         cfg = _config(folder, claim, quick)
         ds, how = _run_or_reuse(cfg, out / "runs" / f"{claim.key}.h5")
+        companions = []
+        for i, extra in enumerate(claim.companions(cfg) if claim.companions else []):
+            companion, companion_how = _run_or_reuse(_config(folder, claim, quick, extra),
+                                                     out / "runs" / f"{claim.key}_{i + 1}.h5")
+            companions.append(companion)
+            how = how if companion_how == "reused" else "ran"
         figures = plot_run(ds, out / "figures" / claim.key)
-        claim_rows = claim.check(ds, quick)
+        if companions:
+            figures.append(mean_field_limit_figure(
+                ds, companions, out / "figures" / claim.key / "mean_field_limit.png"))
+        claim_rows = claim.check(ds, quick, companions)
         rows += claim_rows
         sections.append((claim.key, f"`{claim.config}`" + (
             f" with {claim.overrides}" if claim.overrides else "")
-            + f" ({how}; file `runs/{claim.key}.h5`)", figures))
+            + f" ({how}; file `runs/{claim.key}.h5`"
+            + _companions_note(claim.key, companions) + ")", figures))
         log(f"{claim.key}: {how}, {sum(r.passed for r in claim_rows)}/{len(claim_rows)} rows pass")
         if claim.check is _lemma18:
             three_neuron_runs.append(ds)

@@ -27,7 +27,7 @@ def test_every_claim_is_within_tolerance(quick_report):
     assert failed == []
     sources = {r.source for r in rows}
     assert {"Lemma 2", "Lemma 4, (4)", "Remark 5", "Corollary 9", "Lemma 16, (7)",
-            "Lemma 18", "Section 5.2"} <= sources
+            "Lemma 18", "Section 5.2", "mean-field limit"} <= sources
 
 
 def test_report_links_figures_that_exist(quick_report):
