@@ -519,6 +519,7 @@ def warm_up(dtype) -> None:
 
 
 KERNEL_SOURCES = ("kernels/cpu.py", "kernels/blocked.py", "kernels/doubledouble.py",
+                  "kernels/sorted_ranges.py",
                   "model/activations.py",
                   "model/losses.py", "model/numeric.py", "model/fastexp.py")
 

@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import doubledouble as dd
+from .sorted_ranges import verified_count
 
 _OPTIONS = dict(cache=True, error_model="numpy")
 
@@ -85,10 +86,12 @@ def _scatter(d, j, q, e, hi, lo):
 
 
 @njit(parallel=True, **_OPTIONS)
-def forward(thetaT, xs, order, counts, k, scale, chunks, h_out):
+def forward(thetaT, lookup, order, counts, k, scale, chunks, h_out):
     """h_out[r, order[j], q] = scale sum_i a_iq sigma(w_i xs[j] + b_i) (module docstring),
-    from the particles' counts (R, 2, m)."""
+    from the particles' counts (R, 2, m), verified and updated here; lookup = (xs, buckets,
+    lo_x, per_x) (``sorted_ranges``)."""
     R, _, m = thetaT.shape
+    xs = lookup[0]
     n = xs.shape[0]
     per_chunk = (m + chunks - 1) // chunks
     # diff[r, c, j, q, e, 0 / 1]: hi / lo of the coefficient of x^(3 - e)
@@ -98,6 +101,8 @@ def forward(thetaT, xs, order, counts, k, scale, chunks, h_out):
         d = diff[r, c]
         for i in range(c * per_chunk, min((c + 1) * per_chunk, m)):
             w, b = np.float64(thetaT[r, k, i]), np.float64(thetaT[r, k + 1, i])
+            for e in range(2):
+                counts[r, e, i] = verified_count(w, b, lookup, counts[r, e, i], e)
             lo, hi, sat_lo, sat_hi = _ranges(w, counts[r, 0, i], counts[r, 1, i], n)
             band = lo < hi
             if band:
@@ -174,9 +179,9 @@ def _dot(start, coefficients, moments, first_c, first_m, count):
 
 
 @njit(parallel=True, **_OPTIONS)
-def velocity(thetaT, sums, counts, log_scale, k, train_a, train_w, train_b, v_out):
-    """v_out[r, i] from the prefix moments and the particles' counts (module docstring); frozen
-    groups get 0."""
+def velocity(thetaT, sums, lookup, counts, log_scale, k, train_a, train_w, train_b, v_out):
+    """v_out[r, i] from the prefix moments and the particles' counts, verified and updated here
+    (module docstring); frozen groups get 0."""
     R, _, m = thetaT.shape
     n = sums.shape[1] - 1
     blocks = (m + 1023) // 1024
@@ -185,6 +190,8 @@ def velocity(thetaT, sums, counts, log_scale, k, train_a, train_w, train_b, v_ou
         speed = -np.exp(log_scale[r])
         for i in range((rb % blocks) * 1024, min((rb % blocks + 1) * 1024, m)):
             w, b = np.float64(thetaT[r, k, i]), np.float64(thetaT[r, k + 1, i])
+            for e in range(2):
+                counts[r, e, i] = verified_count(w, b, lookup, counts[r, e, i], e)
             lo, hi, sat_lo, sat_hi = _ranges(w, counts[r, 0, i], counts[r, 1, i], n)
             band = lo < hi
             if band:

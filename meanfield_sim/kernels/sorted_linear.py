@@ -38,6 +38,7 @@ import numpy as np
 from numba import njit, prange
 
 from .doubledouble import two_sum
+from .sorted_ranges import verified_count
 
 SWEEP_CHUNKS = 8
 """Particle chunks of the forward pass, each with its own difference array (so that the
@@ -61,10 +62,12 @@ def _active_range(w, count, n):
 
 
 @njit(parallel=True, **_OPTIONS)
-def forward(thetaT, xs, order, counts, k, leak_p, scale, chunks, h_out):
+def forward(thetaT, lookup, order, counts, k, leak_p, scale, chunks, h_out):
     """h_out[r, order[j], q] = scale sum_i a_iq sigma(w_i xs[j] + b_i) (module docstring),
-    from the particles' counts (R, 1, m)."""
+    from the particles' counts (R, 1, m), verified and updated here; lookup = (xs, buckets,
+    lo_x, per_x) (``sorted_ranges``)."""
     R, _, m = thetaT.shape
+    xs = lookup[0]
     n = xs.shape[0]
     per_chunk = (m + chunks - 1) // chunks
     # diff[r, c, j, q, e, 0 / 1]: hi / lo of the coefficient e (0: of x, 1: constant)
@@ -74,6 +77,7 @@ def forward(thetaT, xs, order, counts, k, leak_p, scale, chunks, h_out):
         d = diff[r, c]
         for i in range(c * per_chunk, min((c + 1) * per_chunk, m)):
             w, b = np.float64(thetaT[r, k, i]), np.float64(thetaT[r, k + 1, i])
+            counts[r, 0, i] = verified_count(w, b, lookup, counts[r, 0, i], 0)
             lo, hi = _active_range(w, counts[r, 0, i], n)
             for q in range(k):
                 a = np.float64(thetaT[r, q, i])
@@ -131,9 +135,10 @@ def moments_shape(R: int, n: int, k: int) -> tuple:
 
 
 @njit(parallel=True, **_OPTIONS)
-def velocity(thetaT, sums, counts, log_scale, k, leak_p, train_a, train_w, train_b, v_out):
-    """v_out[r, i] from the range moments and the particles' counts (module docstring); frozen
-    groups get 0."""
+def velocity(thetaT, sums, lookup, counts, log_scale, k, leak_p, train_a, train_w, train_b,
+             v_out):
+    """v_out[r, i] from the range moments and the particles' counts, verified and updated here
+    (module docstring); frozen groups get 0."""
     R, _, m = thetaT.shape
     blocks = (m + 1023) // 1024
     for rb in prange(R * blocks):
@@ -141,7 +146,8 @@ def velocity(thetaT, sums, counts, log_scale, k, leak_p, train_a, train_w, train
         speed = -np.exp(log_scale[r])
         for i in range((rb % blocks) * 1024, min((rb % blocks + 1) * 1024, m)):
             w, b = np.float64(thetaT[r, k, i]), np.float64(thetaT[r, k + 1, i])
-            c, side = counts[r, 0, i], 1 if w >= 0.0 else 0  # suffix [c, n) or prefix [0, c)
+            c = counts[r, 0, i] = verified_count(w, b, lookup, counts[r, 0, i], 0)
+            side = 1 if w >= 0.0 else 0  # suffix [c, n) or prefix [0, c)
             slope_w = slope_b = 0.0
             for q in range(k):
                 s0, s1 = sums[r, c, side, q, 0], sums[r, c, side, q, 1]
