@@ -11,9 +11,8 @@ edge e: the number of points before the edge, i.e. of points not past it for w_i
 (z <= 0 at e = 0, z < 1 at e = 1) and of points past it for w_i < 0 (for w_i = 0 the count is
 0 or n, by b_i). A point exactly at the edge z = 0 is not past it, so it is inactive, as in the
 pairwise kernels (sigma'(0) := 0 for ReLU, p for leaky ReLU; the flat sigmoid is C^1 there).
-Past an edge is decided by one fused multiply-add, fma(w, x, b) > 0 (>= 1 at e = 1): the
-exact sign of w x + b, as in the pairwise kernels, whose z = b + w x LLVM contracts into the
-same fma on FMA hardware.
+Past an edge is decided on z = fma(w, x, b), the z of the pairwise kernels, whose b + w x LLVM
+contracts into the same fma on FMA hardware (:mod:`.sorted_ranges`).
 
 The counts are kept from one evaluation to the next (particles move little per step) and
 verified by the passes themselves at the two neighbours in O(1), each looked up again only where
